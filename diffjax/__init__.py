@@ -1,0 +1,1 @@
+"""diffjax: one math core for generative diffusion models."""
