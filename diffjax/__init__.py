@@ -1,1 +1,28 @@
-"""diffjax: one math core for generative diffusion models."""
+"""diffjax: one math core for generative diffusion models.
+
+The notebook API (DESIGN.md §3): a formulation is a choice of process, prediction, objective and sampler.
+
+    import diffjax as dj
+    process = dj.process("ddpm", num_steps=1000, schedule="linear")
+    predictor = dj.Predictor(fn, kind="eps")
+    x0 = dj.sample(key, predictor, process, dj.sampler("ddim", steps=50, eta=0.0), (64, 2))
+    loss = dj.objective("eps_mse", process)(key, apply_fn, params, x0)
+"""
+
+from . import testing as testing
+from .preconditioning import edm_coefficients as edm_coefficients
+from .preconditioning import edm_loss_weight as edm_loss_weight
+from .preconditioning import precondition as precondition
+from .predictions import KINDS as KINDS
+from .predictions import Predictor as Predictor
+from .predictions import convert as convert
+from .processes import PROCESSES as PROCESSES
+from .processes import GaussianProcess as GaussianProcess
+from .processes import process as process
+from .samplers import SAMPLERS as SAMPLERS
+from .samplers import ddim_invert as ddim_invert
+from .samplers import sample as sample
+from .samplers import sampler as sampler
+from .samplers import slerp as slerp
+
+__version__ = "0.1.0"

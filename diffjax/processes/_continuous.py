@@ -35,6 +35,10 @@ class VP(GaussianProcess):
     def t_max(self) -> float:
         return 1.0
 
+    def prior_std(self):
+        """The VP (and sub-VP) prior is `N(0, I)`."""
+        return 1.0
+
     def beta(self, t):
         return self.beta_min + _float(t) * (self.beta_max - self.beta_min)
 

@@ -78,10 +78,14 @@ class DDPM(GaussianProcess):
         t = jnp.asarray(t)
         if not jnp.issubdtype(t.dtype, jnp.integer):
             t = jnp.round(t).astype(jnp.int32)
-        return jnp.asarray(values, dtype=jnp.float32)[t]
+        return jnp.asarray(values, dtype=jnp.result_type(float))[t]
 
     def alpha(self, t):
         return self._table(self.alpha_bars(), t)
+
+    def prior_std(self):
+        """DDPM's prior is `N(0, I)`: `abar_T^2 + bbar_T^2 = 1` and `abar_T` is near zero."""
+        return 1.0
 
     def sigma(self, t):
         return self._table(np.sqrt(1.0 - self.alpha_bars() ** 2), t)

@@ -77,9 +77,17 @@ class GaussianProcess(abc.ABC):
         """Returns `x_t = alpha(t) x_0 + sigma(t) eps`; `t` is a scalar or has shape `(batch,)`."""
         return expand_to(self.alpha(t), x0) * x0 + expand_to(self.sigma(t), x0) * eps
 
-    def prior_sample(self, key, shape, dtype=jnp.float32):
-        """A draw from the prior `N(0, sigma(t_max)^2 I)` (alpha(t_max) x_0 is neglected, as in every sampler)."""
-        return self.sigma(jnp.asarray(self.t_max)).astype(dtype) * jax.random.normal(key, shape, dtype)
+    def prior_std(self):
+        """The standard deviation of the prior `N(0, prior_std^2 I)` that approximates `q(x_{t_max})`.
+
+        `sigma(t_max)` here (VE, EDM: `alpha(t_max) x_0` is negligible); variance-preserving processes
+        override it with 1, the `N(0, I)` of DDPM."""
+        return self.sigma(jnp.asarray(self.t_max))
+
+    def prior_sample(self, key, shape, dtype=None):
+        """A draw from the prior `N(0, prior_std^2 I)`."""
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        return jnp.asarray(self.prior_std(), dtype) * jax.random.normal(key, shape, dtype)
 
     # ---- the forward SDE ---------------------------------------------------------------------------
     def drift_coef(self, t):

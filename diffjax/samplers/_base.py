@@ -1,0 +1,116 @@
+"""What every sampler shares: the interface, the time grid and its coefficients, noise and clipping."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from .._checks import check_choice
+from ..predictions import Predictor
+from ..processes import GaussianProcess
+
+
+class Sampler(abc.ABC):
+    """A reverse process: rebuilds data from the prior with a `Predictor`.
+
+    A sampler is a frozen, hashable dataclass of knobs (a static argument of the jitted `sample`).
+    `validate` runs on the host before anything is traced, so an incompatible choice fails with one clear
+    `ValueError` before compilation; `run` is traced once and must not leave the device.
+    """
+
+    def validate(self, process, predictor: Predictor) -> None:
+        """Raises `ValueError` when this sampler cannot run on `process` with `predictor`."""
+        if not isinstance(process, GaussianProcess):
+            raise ValueError(f"sampler {type(self).__name__} needs a Gaussian process, got {type(process).__name__}")
+        if process.is_discrete and predictor.kind == "velocity":
+            raise ValueError("a 'velocity' predictor needs a continuous process; use kind 'eps', 'x0' or 'v' "
+                             "with 'ddpm'")
+
+    def prior(self, key, process, shape):
+        """The starting point `x_T`, drawn from the process's prior."""
+        return process.prior_sample(key, shape)
+
+    @abc.abstractmethod
+    def run(self, key, predictor: Predictor, process, x_init, cond):
+        """Returns `(x_0, info)`, where `info["nfe"]` counts the model evaluations."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSampler(Sampler):
+    """A fixed-step sampler over a descending time grid, run as one `lax.scan`.
+
+    Attributes:
+        steps: number of model evaluations on the grid; None takes every step of a discrete process
+            (or `default_steps` for a continuous one).
+        spacing: the process's time grid (`leading`, `trailing`, `linspace`, `uniform`, `edm`, `log_snr`);
+            None takes the process's default.
+        rho: EDM's rho for `spacing="edm"`.
+        timesteps: an explicit descending sub-sequence of times, overriding `steps` and `spacing`.
+        clip_x0: clip the predicted x_0 to `clip_range` at every step (Ho's reference code).
+        clip_final: clip the returned sample to `clip_range` (Su's code).
+        clip_range: the data range.
+    """
+
+    steps: int | None = None
+    spacing: str | None = None
+    rho: float = 7.0
+    timesteps: tuple | None = None
+    clip_x0: bool = False
+    clip_final: bool = False
+    clip_range: tuple[float, float] = (-1.0, 1.0)
+
+    default_steps = 1000
+
+    def validate(self, process, predictor):
+        super().validate(process, predictor)
+        if self.timesteps is not None:
+            ts = [float(t) for t in self.timesteps]
+            if any(b >= a for a, b in zip(ts, ts[1:], strict=False)) or not ts:
+                raise ValueError("timesteps must be a non-empty, strictly decreasing sequence")
+            if ts[0] > process.t_max or ts[-1] < process.t_min:
+                raise ValueError(f"timesteps must lie in [{process.t_min}, {process.t_max}] for this process")
+        elif self.spacing is not None:
+            check_choice(f"spacing for {type(process).__name__}", self.spacing, process.spacings)
+        if self.steps is not None and process.is_discrete and not 1 <= self.steps <= process.num_steps:
+            raise ValueError(f"steps must be between 1 and T={process.num_steps}, got {self.steps}")
+
+    def grid(self, process):
+        """The descending times at which the model is evaluated (a constant, even under `jit`)."""
+        with jax.ensure_compile_time_eval():
+            return self._grid(process)
+
+    def _grid(self, process):
+        if self.timesteps is not None:
+            dtype = jnp.int32 if process.is_discrete else jnp.float32
+            return jnp.asarray(self.timesteps, dtype=dtype)
+        if self.steps is None:
+            steps = process.num_steps if process.is_discrete else self.default_steps
+        else:
+            steps = self.steps
+        return process.timesteps(steps, self.spacing, self.rho)
+
+    def clip(self, x):
+        lo, hi = self.clip_range
+        return jnp.clip(x, lo, hi)
+
+
+def grid_coefficients(process, ts):
+    """`(alpha_t, sigma_t, alpha_s, sigma_s)` for each step t -> s of the grid; the last s is clean data."""
+    alpha_t, sigma_t = process.alpha(ts), process.sigma(ts)
+    alpha_s = jnp.concatenate([alpha_t[1:], jnp.ones((1,), alpha_t.dtype)])
+    sigma_s = jnp.concatenate([sigma_t[1:], jnp.zeros((1,), sigma_t.dtype)])
+    return alpha_t, sigma_t, alpha_s, sigma_s
+
+
+def step_noise(key, step, shape, dtype):
+    """The standard normal draw of step `step`: `fold_in(key, step)`, so any two samplers given the same key
+    and grid draw the same noise at the same step."""
+    return jax.random.normal(jax.random.fold_in(key, step), shape, dtype)
+
+
+def batched_time(t, x):
+    """The scalar time `t` repeated for each example of `x`, as the model sees it."""
+    return jnp.full((x.shape[0],), t, dtype=t.dtype)
