@@ -10,6 +10,10 @@ The notebook API (DESIGN.md §3): a formulation is a choice of process, predicti
 """
 
 from . import testing as testing
+from .objectives import OBJECTIVES as OBJECTIVES
+from .objectives import TIME_SAMPLINGS as TIME_SAMPLINGS
+from .objectives import objective as objective
+from .objectives import sample_times as sample_times
 from .preconditioning import edm_coefficients as edm_coefficients
 from .preconditioning import edm_loss_weight as edm_loss_weight
 from .preconditioning import precondition as precondition

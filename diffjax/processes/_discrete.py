@@ -122,10 +122,14 @@ class DDPM(GaussianProcess):
     sigma_dot = alpha_dot
 
     def t_from_log_snr(self, log_snr):
-        """The step whose log-SNR is nearest to `log_snr` (log-SNR decreases in t)."""
-        table = jnp.asarray(self.log_snr(jnp.arange(1, self.num_steps + 1)))
-        return jnp.argmin(jnp.abs(table[None, :] - jnp.reshape(log_snr, (-1, 1))), axis=-1).reshape(
-            jnp.shape(log_snr)).astype(jnp.int32) + 1
+        """The step whose log-SNR is nearest to `log_snr` (log-SNR decreases in t), by binary search."""
+        neg = -jnp.asarray(self.log_snr(jnp.arange(1, self.num_steps + 1)))  # increasing in t
+        target = -jnp.asarray(log_snr, dtype=neg.dtype)
+        hi = jnp.clip(jnp.searchsorted(neg, target), 1, self.num_steps - 1) if self.num_steps > 1 else \
+            jnp.zeros(jnp.shape(target), jnp.int32)
+        lo = jnp.maximum(hi - 1, 0)
+        nearest = jnp.where(jnp.abs(neg[lo] - target) <= jnp.abs(neg[hi] - target), lo, hi)
+        return (nearest + 1).astype(jnp.int32)
 
     def timesteps(self, num_steps: int, spacing: str | None = None, rho: float = 7.0):
         """The descending integer steps of a `num_steps`-step sub-sequence (article (四)).

@@ -112,8 +112,7 @@ class GaussianMixture:
 
     def eps(self, x, alpha, sigma):
         """The exact noise prediction `E[eps | x_t] = -sigma grad log p_t(x_t)`."""
-        return -jnp.asarray(sigma).reshape(-1, 1) * self.score(x, alpha, sigma) if jnp.ndim(sigma) else \
-            -sigma * self.score(x, alpha, sigma)
+        return -_row(sigma, jnp.asarray(x)) * self.score(x, alpha, sigma)
 
     # ---- as a model ---------------------------------------------------------------------------------
     def predictor(self, process: GaussianProcess, kind: str = "eps") -> Predictor:
