@@ -66,15 +66,17 @@ def main(out: pathlib.Path, num_samples: int) -> None:
 
     x_T = dj.ddim_invert(predictor, process, reference[:512], steps=200)
     x_back = dj.sample(key_sample, predictor, process, dj.sampler("ddim", steps=200), (512, 2), x_init=x_T)
-    round_trip = float(jnp.sqrt(jnp.mean((x_back - reference[:512]) ** 2)))
+    # Median per-point error: the few points near a boundary between modes, where the exact ODE map is
+    # ill-conditioned, dominate any mean.
+    round_trip = float(jnp.median(jnp.linalg.norm(x_back - reference[:512], axis=-1)))
 
-    (out / "metrics.json").write_text(json.dumps({"samplers": rows, "ddim_inversion_rms_error": round_trip},
+    (out / "metrics.json").write_text(json.dumps({"samplers": rows, "ddim_inversion_median_error": round_trip},
                                                  indent=2))
     width = max(len(r["sampler"]) for r in rows)
     print(f"{'sampler'.ljust(width)}   NFE  sliced-W1      MMD²   seconds")
     for r in rows:
         print(f"{r['sampler'].ljust(width)} {r['nfe']:5d}  {r['sliced_w1']:9.4f} {r['mmd']:9.5f} {r['seconds']:9.2f}")
-    print(f"DDIM inversion round trip (200 steps), RMS error: {round_trip:.2e}")
+    print(f"DDIM inversion round trip (200 steps), median per-point error: {round_trip:.2e}")
     print(f"wrote {out / 'samples.png'} and {out / 'metrics.json'}")
 
 
