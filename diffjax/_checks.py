@@ -25,5 +25,6 @@ def check_knobs(what: str, kwargs: Mapping[str, Any], allowed: Iterable[str]) ->
 def lookup(what: str, table: Mapping[str, Any], name: str) -> Any:
     """Returns `table[name]`, or raises `ValueError` listing the table's names."""
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"unknown {what} {name!r}; valid {what}s: {', '.join(sorted(table))}")
+        plural = what + ("es" if what.endswith("s") else "s")
+        raise ValueError(f"unknown {what} {name!r}; valid {plural}: {', '.join(sorted(table))}")
     return table[name]

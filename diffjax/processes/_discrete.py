@@ -146,9 +146,9 @@ class DDPM(GaussianProcess):
         if spacing == "leading":
             steps = np.arange(n) * (T // n) + 1
         elif spacing == "trailing":
-            steps = np.round(np.arange(T, 0, -T / n)).astype(np.int64)
+            steps = np.round(np.arange(n, 0, -1) * T / n).astype(np.int64)
         elif spacing in ("linspace", "uniform"):
-            steps = np.round(np.linspace(1, T, n)).astype(np.int64)
+            steps = np.round(np.linspace(T, 1, n)).astype(np.int64)
         else:
             abar = self.alpha_bars()
             edm_sigma = np.sqrt(1 - abar[1:] ** 2) / abar[1:]

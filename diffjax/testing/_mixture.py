@@ -7,7 +7,7 @@ For data `p_0 = sum_k pi_k N(mu_k, diag(s_k^2))` and `x_t = alpha x_0 + sigma ep
 * per component `x_0 | x_t, k ~ N(m_k, v_k)` with
   `m_k = mu_k + alpha s_k^2 (x_t - alpha mu_k) / (alpha^2 s_k^2 + sigma^2)` and
   `v_k = s_k^2 sigma^2 / (alpha^2 s_k^2 + sigma^2)`;
-* `E[x_0|x_t] = sum_k w_k m_k`, `Var[x_0|x_t] = sum_k w_k (v_k + m_k^2) - E[x_0|x_t]^2` (per dimension).
+* `E[x_0|x_t] = sum_k w_k m_k`, `Var[x_0|x_t] = sum_k w_k (v_k + (m_k - E[x_0|x_t])^2)` (per dimension).
 
 Standard deviations may be zero (a Dirac component), as long as sigma > 0 where the model is queried.
 """
@@ -104,7 +104,7 @@ class GaussianMixture:
         m = self.means[None] + a * stds2 * diff / var
         v = stds2 * s**2 / var
         mean = (w * m).sum(1)
-        return mean, (w * (v + m**2)).sum(1) - mean**2
+        return mean, (w * (v + (m - mean[:, None]) ** 2)).sum(1)  # law of total variance, no cancellation
 
     def posterior_mean(self, x, alpha, sigma):
         """`E[x_0 | x_t]`."""
