@@ -1,0 +1,130 @@
+"""Every key of a diffjax experiment, with its default. Article configs build on `get_config()`.
+
+Keys that are `None` (typed placeholders) mean "the article's default": the builders pass on only the
+knobs that are set, so a knob that does not apply to the chosen process, sampler or model is an error.
+"""
+
+from ml_collections import ConfigDict
+from ml_collections.config_dict import placeholder
+
+
+def get_config() -> ConfigDict:
+    c = ConfigDict()
+    c.seed = 0
+    c.formulation = ""  # the article, for the record (e.g. "ddpm"); set by each article config
+
+    # How data is destroyed: diffjax.process(name, **knobs).
+    c.process = ConfigDict(dict(
+        name="ddpm",
+        num_steps=placeholder(int), schedule=placeholder(str), beta_start=placeholder(float),
+        beta_end=placeholder(float), cosine_s=placeholder(float), max_beta=placeholder(float),
+        beta_min=placeholder(float), beta_max=placeholder(float), t_eps=placeholder(float),
+        sigma_min=placeholder(float), sigma_max=placeholder(float), t_end=placeholder(float),
+    ))
+
+    # What the network outputs (eps | x0 | v | score | velocity).
+    c.prediction = "eps"
+
+    # What is regressed: diffjax.objective(name, process, prediction=..., **knobs).
+    c.objective = ConfigDict(dict(
+        name="eps_mse", reduction="mean", time_sampling=placeholder(str),
+        sigma_type=placeholder(str), weighting=placeholder(str), precond=placeholder(str),
+        sigma_data=placeholder(float), p_mean=placeholder(float), p_std=placeholder(float),
+        t_min=placeholder(float), t_max=placeholder(float), logit_mean=placeholder(float),
+        logit_std=placeholder(float),
+    ))
+
+    # How data is rebuilt: diffjax.sampler(name, **knobs).
+    c.sampler = ConfigDict(dict(
+        name="ancestral", steps=placeholder(int), eta=placeholder(float), variance=placeholder(str),
+        spacing=placeholder(str), rho=placeholder(float), clip_x0=placeholder(bool),
+        clip_final=placeholder(bool),
+    ))
+
+    # The network: diffjax.models.build_model(name, **preset, **knobs).
+    c.model = ConfigDict(dict(
+        name="unet", preset=placeholder(str), class_conditional=False,
+        # MLP
+        hidden=placeholder(int), depth=placeholder(int), time_embed_dim=placeholder(int),
+        # U-Net
+        ch=placeholder(int), ch_mult=placeholder(tuple), num_res_blocks=placeholder(int),
+        attn_resolutions=placeholder(tuple), num_groups=placeholder(int), resamp_with_conv=placeholder(bool),
+        skip_rescale=placeholder(bool),
+        # both
+        dropout=placeholder(float), time_embedding=placeholder(str), time_scale=placeholder(float),
+    ))
+
+    # The data: diffjax.data.load_dataset(name, ...).
+    c.data = ConfigDict(dict(name="digits", toy=placeholder(str), path=placeholder(str),
+                             image_size=placeholder(int)))
+
+    c.training = ConfigDict(dict(
+        num_steps=10_000, batch_size=128, log_every=100, checkpoint_every=1000, keep_checkpoints=3,
+        ema_decay=0.9999, ema_halflife_images=placeholder(float), skip_nonfinite=False,
+        progress_bar=True,
+    ))
+
+    c.optimizer = ConfigDict(dict(
+        name="adam", learning_rate=2e-4, warmup_steps=0, decay="constant", end_factor=0.1,
+        weight_decay=0.0, grad_clip=1.0, b1=0.9, b2=0.999, eps=1e-8,
+    ))
+
+    # Sampling and evaluation at the end of training and from `diffjax sample|evaluate`.
+    c.sampling = ConfigDict(dict(num_samples=1000, batch_size=500, use_ema=True))
+    c.evaluation = ConfigDict(dict(num_reference=2000, classifier_path=placeholder(str),
+                                   inception_path=placeholder(str)))
+    return c
+
+
+SCALES = ("toy2d", "digits", "cifar10", "celeba64")
+
+
+def with_scale(c: ConfigDict, arg: str) -> ConfigDict:
+    """Sets data, network and training for the data scale named in `arg` (`toy2d`, `digits`, `cifar10`,
+    `celeba64`; default `digits`), and shrinks everything to seconds when `arg` also holds `smoke`."""
+    from diffjax.config import parse_flags
+
+    flags = parse_flags(arg or "digits", SCALES + ("smoke",))
+    scales = [f for f in flags if f in SCALES] or ["digits"]
+    if len(scales) > 1:
+        from diffjax.config import ConfigError
+
+        raise ConfigError(f"choose one data scale, got {', '.join(sorted(scales))}")
+    scale = scales[0]
+    if scale == "toy2d":
+        c.data.name, c.data.toy = "toy2d", "mixture"
+        c.model.name, c.model.hidden, c.model.depth = "mlp", 256, 4
+        c.training.update(num_steps=20_000, batch_size=512, log_every=500, checkpoint_every=5000, ema_decay=0.999)
+        c.optimizer.update(learning_rate=1e-3, warmup_steps=500, decay="cosine")
+        c.sampling.update(num_samples=4000, batch_size=4000)
+    elif scale == "digits":
+        c.data.name = "digits"
+        c.model.name, c.model.preset = "unet", "digits"
+        c.training.update(num_steps=20_000, batch_size=128, log_every=200, checkpoint_every=2000, ema_decay=0.999)
+        c.optimizer.update(learning_rate=1e-3, warmup_steps=500, decay="cosine")
+        c.sampler.clip_final = True
+        c.sampling.update(num_samples=1000, batch_size=500)
+    else:  # DDPM's CIFAR-10 recipe (Ho et al.): lr 2e-4, 5k warm-up, grad clip 1, EMA 0.9999, dropout 0.1.
+        c.data.name = "cifar10" if scale == "cifar10" else "celeb_a"
+        c.model.name, c.model.preset = "unet", "ddpm_cifar10"
+        if scale == "celeba64":
+            c.data.image_size = 64
+        c.training.update(num_steps=800_000, batch_size=128, log_every=1000, checkpoint_every=10_000,
+                          ema_decay=0.9999)
+        c.optimizer.update(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0)
+        c.sampler.clip_final = True
+        c.sampling.update(num_samples=10_000, batch_size=500)
+    if "smoke" in flags:
+        c.training.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=1, progress_bar=False)
+        c.optimizer.warmup_steps = 0
+        c.sampling.update(num_samples=16, batch_size=16)
+        c.evaluation.num_reference = 64
+        if c.model.name == "unet":
+            c.model.update(preset=None, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), num_groups=4,
+                           dropout=0.0)
+        else:
+            c.model.update(hidden=32, depth=2)
+        if c.process.name == "ddpm":
+            c.process.num_steps = 20
+        c.sampler.steps = min(c.sampler.steps, 5) if c.sampler.steps is not None else None
+    return c
