@@ -34,5 +34,6 @@ def ema_update(ema_params, params, decay: float):
 def init_state(model, optimizer, key, example_x, example_t, example_cond=None) -> TrainState:
     """A fresh state: network weights from `model.init`, EMA equal to them, optimizer state from optax."""
     params = model.init({"params": key}, example_x, example_t, example_cond)["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+    ema_params = jax.tree.map(jnp.copy, params)  # its own buffers: the state is donated to the step
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=ema_params,
                       opt_state=optimizer.init(params))
