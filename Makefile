@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-slow demo bench lint clean
+.PHONY: install test test-slow demo demo-oracle bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +24,20 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow tests
 
+# Trains DDPM (article (一)) on scikit-learn's digits with a CPU-sized network, samples and evaluates.
 demo: install
-	$(BIN)/python experiments/demo_mixture.py --out $(OUT)
+	$(BIN)/diffjax train --config configs/ddpm.py:digits,cpu --workdir $(OUT)
+	@echo "demo run directory: $(OUT) (samples/samples.png, samples/samples.npz, samples/metrics.json, checkpoints/)"
+
+# Every DDPM-family sampler driven by the exact noise predictor of a 2-D Gaussian mixture.
+demo-oracle: install
+	$(BIN)/python experiments/demo_mixture.py --out runs/demo_oracle
 
 bench: install
 	$(BIN)/python bench/run.py --out bench
 
 lint: install
-	$(BIN)/python -m ruff check diffjax tests experiments bench
+	$(BIN)/python -m ruff check diffjax tests experiments bench configs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

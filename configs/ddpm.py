@@ -2,6 +2,7 @@
 alpha_t = sqrt(1 - 0.02 t/T) with T = 1000, ancestral sampling with sigma_t = beta_t.
 
     diffjax train --config configs/ddpm.py:digits --workdir runs/ddpm_digits
+    diffjax train --config configs/ddpm.py:digits,cpu --workdir runs/demo   # `make demo`: minutes on a CPU
     diffjax train --config configs/ddpm.py:toy2d,smoke --workdir /tmp/ddpm_smoke
 """
 

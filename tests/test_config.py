@@ -16,7 +16,8 @@ def config_path(name: str, arg: str = "") -> str:
 
 
 @pytest.mark.parametrize("article", ARTICLES)
-@pytest.mark.parametrize("scale", ["toy2d", "digits", "cifar10", "celeba64", "digits,smoke", "toy2d,smoke"])
+@pytest.mark.parametrize("scale", ["toy2d", "digits", "cifar10", "celeba64", "digits,smoke", "toy2d,smoke",
+                                   "digits,cpu"])
 def test_every_article_config_loads_at_every_scale(article, scale):
     config = load_config(config_path(article, scale))
     assert config.formulation == article

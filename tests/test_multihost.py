@@ -41,5 +41,6 @@ def test_two_processes_train_and_checkpoint_like_one(tmp_path):
     # Data and randomness do not depend on the number of hosts: the parameters equal a one-process run's.
     single = train(load_config(CONFIG), tmp_path / "single").state
     multi = restore_state(load_run_config(workdir), workdir)[1]
+    floor = 1e-3 * load_config(CONFIG).optimizer.learning_rate  # see test_eight_devices_match_one_device
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=floor)

@@ -16,6 +16,7 @@ import math
 import pathlib
 import signal
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +108,8 @@ def _check_finite(step: int, metrics: dict) -> None:
         value = float(metrics[name])
         if not math.isfinite(value):
             raise NonFiniteError(f"non-finite {name} ({value}) at step {step}; the last good checkpoint is kept. "
-                                 "Lower optimizer.learning_rate, or set training.skip_nonfinite=True to skip such steps")
+                                 "Lower optimizer.learning_rate, or set training.skip_nonfinite=True to skip "
+                                 "such steps")
 
 
 @dataclasses.dataclass
@@ -189,7 +191,9 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
     if is_main and config.training.progress_bar:
         from tqdm import tqdm
 
-        progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        interactive = sys.stderr.isatty()  # in a log file, a line every 30 s rather than every refresh
+        progress = tqdm(total=num_steps, initial=start, desc="train", unit="step", dynamic_ncols=interactive,
+                        mininterval=0.1 if interactive else 30.0)
     metrics, fetched, stopped_by = {}, {}, None
     step = start
     try:
