@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 
 from .._checks import check_choice
-from ._base import GridSampler, batched_time, grid_coefficients, step_noise
+from ._base import GridSampler, step_noise
 
 VARIANCES = ("beta", "posterior")
 
@@ -34,24 +33,11 @@ class Ancestral(GridSampler):
         super().validate(process, predictor)
         check_choice("ancestral variance", self.variance, VARIANCES)
 
-    def run(self, key, predictor, process, x_init, cond):
-        ts = self.grid(process)
-        coefs = grid_coefficients(process, ts)
-
-        def step(x, inputs):
-            i, t, alpha_t, sigma_t, alpha_s, sigma_s = inputs
-            x0, _ = predictor.x0_eps(process, x, batched_time(t, x), **cond)
-            if self.clip_x0:
-                x0 = self.clip(x0)
-            alpha_ts = alpha_t / alpha_s
-            var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-            mean = (alpha_ts * sigma_s**2 * x + alpha_s * var_ts * x0) / sigma_t**2
-            var = var_ts if self.variance == "beta" else var_ts * sigma_s**2 / sigma_t**2
-            x = mean + jnp.sqrt(var).astype(x.dtype) * step_noise(key, i, x.shape, x.dtype)
-            return x, None
-
-        steps = jnp.arange(ts.shape[0])
-        x, _ = jax.lax.scan(step, x_init, (steps, ts, *coefs))
-        if self.clip_final:
-            x = self.clip(x)
-        return x, {"nfe": jnp.asarray(ts.shape[0], jnp.int32)}
+    def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s):
+        if self.clip_x0:
+            x0 = self.clip(x0)
+        alpha_ts = alpha_t / alpha_s
+        var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+        mean = (alpha_ts * sigma_s**2 * x + alpha_s * var_ts * x0) / sigma_t**2
+        var = var_ts if self.variance == "beta" else var_ts * sigma_s**2 / sigma_t**2
+        return mean + jnp.sqrt(var).astype(x.dtype) * step_noise(key, step, x.shape, x.dtype)

@@ -92,6 +92,25 @@ class GridSampler(Sampler):
             steps = self.steps
         return process.timesteps(steps, self.spacing, self.rho)
 
+    def run(self, key, predictor, process, x_init, cond):
+        """Scans `update` over the grid, one model evaluation per step, then clips if asked."""
+        ts = self.grid(process)
+        coefs = grid_coefficients(process, ts)
+
+        def step(x, inputs):
+            i, t, *step_coefs = inputs
+            x0, eps = predictor.x0_eps(process, x, batched_time(t, x), **cond)
+            return self.update(key, i, x, x0, eps, *step_coefs), None
+
+        x, _ = jax.lax.scan(step, x_init, (jnp.arange(ts.shape[0]), ts, *coefs))
+        if self.clip_final:
+            x = self.clip(x)
+        return x, {"nfe": jnp.asarray(ts.shape[0], jnp.int32)}
+
+    def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s):
+        """One step t -> s from `x` given the predicted `(x0, eps)`; grid samplers implement it."""
+        raise NotImplementedError
+
     def clip(self, x):
         lo, hi = self.clip_range
         return jnp.clip(x, lo, hi)

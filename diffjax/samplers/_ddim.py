@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ._base import GridSampler, batched_time, grid_coefficients, step_noise
+from ._base import GridSampler, batched_time, step_noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,30 +32,17 @@ class DDIM(GridSampler):
         if not 0.0 <= float(self.eta) <= 1.0:
             raise ValueError(f"DDIM eta must lie in [0, 1], got {self.eta}")
 
-    def run(self, key, predictor, process, x_init, cond):
-        ts = self.grid(process)
-        coefs = grid_coefficients(process, ts)
-
-        def step(x, inputs):
-            i, t, alpha_t, sigma_t, alpha_s, sigma_s = inputs
-            x0, eps = predictor.x0_eps(process, x, batched_time(t, x), **cond)
-            if self.clip_x0:
-                x0 = self.clip(x0)
-                eps = (x - alpha_t * x0) / sigma_t
-            x_s = alpha_s * x0
-            if self.eta == 0:
-                return x_s + sigma_s * eps, None
-            alpha_ts = alpha_t / alpha_s
-            var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
-            noise_std = self.eta * jnp.sqrt(var_ts) * sigma_s / sigma_t
-            direction = jnp.sqrt(jnp.maximum(sigma_s**2 - noise_std**2, 0.0))
-            return x_s + direction * eps + noise_std * step_noise(key, i, x.shape, x.dtype), None
-
-        steps = jnp.arange(ts.shape[0])
-        x, _ = jax.lax.scan(step, x_init, (steps, ts, *coefs))
-        if self.clip_final:
-            x = self.clip(x)
-        return x, {"nfe": jnp.asarray(ts.shape[0], jnp.int32)}
+    def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s):
+        if self.clip_x0:
+            x0 = self.clip(x0)
+            eps = (x - alpha_t * x0) / sigma_t
+        if self.eta == 0:
+            return alpha_s * x0 + sigma_s * eps
+        alpha_ts = alpha_t / alpha_s
+        var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+        noise_std = self.eta * jnp.sqrt(var_ts) * sigma_s / sigma_t
+        direction = jnp.sqrt(jnp.maximum(sigma_s**2 - noise_std**2, 0.0))
+        return alpha_s * x0 + direction * eps + noise_std * step_noise(key, step, x.shape, x.dtype)
 
     def invert(self, predictor, process, x0, cond):
         """Runs deterministic DDIM forwards, data -> `x_T`, on the reversed grid of this sampler.
