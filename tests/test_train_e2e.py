@@ -113,3 +113,40 @@ def test_eight_devices_match_one_device(tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=floor)
     info = json.loads((tmp_path / "d8" / "run_info.json").read_text())
     assert info["devices"] == 8
+
+
+def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    workdir = tmp_path / "nan"
+    code = run_cli("train", "--config", config_path("ddpm", "toy2d,smoke"), "--workdir", str(workdir),
+                   "--config.optimizer.learning_rate=1e30", "--config.optimizer.grad_clip=0.0",
+                   "--config.training.num_steps=4")
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "non-finite" in err and "at step" in err and "Traceback" not in err
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    bad_step = int(err.split("at step ")[1].split(";")[0])
+    assert steps and max(steps) < bad_step  # nothing saved at or after the non-finite step
+
+
+def test_sigterm_saves_a_checkpoint_exits_0_and_resumes(tmp_path):
+    import signal
+    import time
+
+    workdir = tmp_path / "preempt"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    cmd = [sys.executable, "-m", "diffjax.cli", "train", "--config", config_path("ddpm", "toy2d,smoke"),
+           "--workdir", str(workdir), "--config.training.num_steps=100000", "--config.training.checkpoint_every=100000",
+           "--config.training.log_every=50"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-2000:]
+    assert "stopped by SIGTERM" in out
+    steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(steps) == 1 and steps[0] >= 50  # saved where it stopped, though no checkpoint step was reached
+    config = load_run_config(workdir)
+    assert int(restore_state(config, workdir)[0]) == steps[0]
