@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._inception import CONVERT_HINT, load_inception_npz, make_feature_fn
+
 INCEPTION_FILE = "pt_inception-2015-12-05 weights converted to .npz (the 2048-d pool3 InceptionV3 of TTUR/clean-fid)"
 
 
@@ -68,19 +70,21 @@ def _statistics(images_or_stats, feature_fn, batch_size):
 
 
 def inception_feature_fn(inception_path) -> Callable:
-    """The InceptionV3 pool3 feature extractor `images (n, H, W, 3) in [-1, 1] -> (n, 2048)` from local weights.
+    """The InceptionV3 pool3 feature extractor `images (n, H, W, 1 or 3) in [-1, 1] -> (n, 2048)` from local weights.
+
+    The FID network of `_inception.InceptionV3`, jitted and batched; grey images are repeated to 3 channels and
+    every image is resized bilinearly to 299x299. `inception_path` is an `.npz` in the format documented in
+    `diffjax/evaluation/_inception.py` (convert pytorch-fid's `.pth` with `convert_pytorch_fid_state_dict`).
 
     Raises:
         FileNotFoundError: when `inception_path` is None or names no file.
-        NotImplementedError: for an existing file; the Flax InceptionV3 port is not written yet, so pass
-            `feature_fn` to `fid` instead.
+        ValueError: when the file is not a readable `.npz` of the FID InceptionV3 variables.
     """
     if inception_path is None or not os.path.isfile(os.fspath(inception_path)):
         where = "inception_path=None" if inception_path is None else f"no file at {os.fspath(inception_path)!r}"
         raise FileNotFoundError(f"FID needs local InceptionV3 weights ({where}): provide inception_path=<file>, the "
-                                f"{INCEPTION_FILE}, or pass feature_fn=<images -> (n, k) features>")
-    raise NotImplementedError(f"loading InceptionV3 weights from {os.fspath(inception_path)!r} is not implemented "
-                              "yet; pass feature_fn=<images -> (n, k) features> to fid")
+                                f"{INCEPTION_FILE}; {CONVERT_HINT}; or pass feature_fn=<images -> (n, k) features>")
+    return make_feature_fn(load_inception_npz(inception_path))
 
 
 def fid(samples, reference, inception_path=None, *, feature_fn: Callable | None = None, batch_size: int = 250) -> float:
