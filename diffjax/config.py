@@ -7,6 +7,7 @@ prints it and exits with code 2, before anything is compiled.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import pathlib
@@ -101,17 +102,9 @@ def apply_overrides(config: ConfigDict, overrides: Iterable[str]) -> ConfigDict:
             raise ConfigError(f"config key {key!r} is a section; set one of its keys: "
                               f"{', '.join(sorted(parent[name].keys()))}")
         value = _parse_value(text, _field_type(parent, name), key)
-        with parent.ignore_type() if value is None else _nullcontext():
+        with parent.ignore_type() if value is None else contextlib.nullcontext():
             parent[name] = value
     return config
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def to_json(config: ConfigDict) -> str:

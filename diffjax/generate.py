@@ -11,7 +11,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from .config import ConfigError, apply_overrides, from_json
-from .experiment import build_formulation, build_model, predictor, sample_labels, validate
+from .experiment import build_dataset, build_formulation, predictor, sample_labels, validate
 from .samplers import sample
 
 SAMPLES_DIR = "samples"
@@ -28,16 +28,15 @@ def load_run_config(workdir: str | pathlib.Path, overrides=()) -> ConfigDict:
     return config
 
 
-def generate(config: ConfigDict, params, model, num_samples: int, *, seed: int | None = None):
+def generate(config: ConfigDict, formulation, model, params, data_shape, num_samples: int, *,
+             seed: int | None = None):
     """Draws `num_samples` samples in equal batches of `sampling.batch_size`; returns `(samples, labels)`.
 
     Conditional models get round-robin labels. Every batch reuses one compiled sampler.
     """
-    formulation = build_formulation(config)
-    data_shape = _data_shape(config)
     batch = min(int(config.sampling.batch_size), num_samples)
     num_batches = -(-num_samples // batch)
-    num_classes = _num_classes(model)
+    num_classes = int(getattr(model, "num_classes", 0) or 0)
     labels = sample_labels(num_batches * batch, num_classes) if num_classes else None
     key = jax.random.key(config.seed + 1 if seed is None else seed)
     model_predictor = predictor(model, params, formulation.prediction)
@@ -48,16 +47,6 @@ def generate(config: ConfigDict, params, model, num_samples: int, *, seed: int |
                                         formulation.sampler, (batch, *data_shape), cond=cond)))
     samples = np.concatenate(chunks)[:num_samples]
     return samples, (None if labels is None else np.asarray(labels)[:num_samples])
-
-
-def _num_classes(model) -> int:
-    return int(getattr(model, "num_classes", 0) or 0)
-
-
-def _data_shape(config: ConfigDict) -> tuple[int, ...]:
-    from .experiment import build_dataset
-
-    return tuple(build_dataset(config).data_shape)
 
 
 def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | None) -> list[pathlib.Path]:
@@ -95,11 +84,10 @@ def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | N
     return [out / "samples.npz", fig_path]
 
 
-def evaluate_samples(config: ConfigDict, samples: np.ndarray) -> dict:
+def evaluate_samples(config: ConfigDict, samples: np.ndarray, dataset) -> dict:
     """Metrics of samples against the data: toy sets, digits (classifier) or images (FID)."""
     from . import evaluation
 
-    dataset = validate(config)[1]
     name = config.data.name
     if name == "toy2d":
         return {k: float(v) for k, v in evaluation.toy_metrics(jax.random.key(config.seed + 2),
@@ -110,8 +98,7 @@ def evaluate_samples(config: ConfigDict, samples: np.ndarray) -> dict:
     if config.evaluation.inception_path is None:
         return {"note": "FID skipped: set evaluation.inception_path to local InceptionV3 weights"}
     reference = dataset.sample_reference(config.seed + 3, config.evaluation.num_reference)
-    return {"fid": float(evaluation.fid(samples, reference["x"] if isinstance(reference, dict) else reference,
-                                        config.evaluation.inception_path))}
+    return {"fid": float(evaluation.fid(samples, reference, config.evaluation.inception_path))}
 
 
 def sample_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path, *, params_state=None,
@@ -121,19 +108,17 @@ def sample_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path, *, para
 
     workdir = pathlib.Path(workdir)
     formulation, dataset, model = validate(config)
-    del formulation
     if params_state is None:
         _, params_state = restore_state(config, workdir)
     params = params_state.ema_params if config.sampling.use_ema else params_state.params
     num = int(num_samples or config.sampling.num_samples)
-    samples, labels = generate(config, params, model, num)
+    samples, labels = generate(config, formulation, model, params, tuple(dataset.data_shape), num)
     out = workdir / SAMPLES_DIR
     paths = write_samples(out, samples, labels) if jax.process_index() == 0 else []
-    metrics = evaluate_samples(config, samples)
+    metrics = evaluate_samples(config, samples, dataset)
     if jax.process_index() == 0:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         paths.append(out / "metrics.json")
-    del dataset
     return {"samples": [str(p) for p in paths], "metrics": metrics}
 
 
@@ -142,11 +127,6 @@ def evaluate_workdir(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
     path = pathlib.Path(workdir) / SAMPLES_DIR / "samples.npz"
     if not path.exists():
         raise ConfigError(f"no samples at {str(path)!r}; run: diffjax sample --workdir {workdir}")
-    metrics = evaluate_samples(config, np.load(path)["samples"])
+    metrics = evaluate_samples(config, np.load(path)["samples"], build_dataset(config))
     (path.parent / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
-
-
-def load_model(config: ConfigDict):
-    """The run's network (built from its config and dataset)."""
-    return build_model(config, validate(config)[1].num_classes)
