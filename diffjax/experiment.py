@@ -126,6 +126,10 @@ def validate(config: ConfigDict):
     batch = config.training.batch_size
     if batch < 1:
         raise ConfigError(f"config.training.batch_size must be positive, got {batch}")
+    shards = config.training.grad_shards
+    if shards < 0 or (shards and batch % shards):
+        raise ConfigError(f"config.training.grad_shards={shards} must be 0 or a positive divisor of "
+                          f"training.batch_size={batch}")
     return formulation, dataset, model
 
 

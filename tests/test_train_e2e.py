@@ -95,24 +95,47 @@ def _train_subprocess(workdir: pathlib.Path, devices: int, extra=()):
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_eight_devices_match_one_device(tmp_path):
-    """The same smoke config on 8 fake devices reaches the checkpoint of 1 device: rtol 1e-5, plus an absolute
-    floor of 1e-3 learning rates.
+def _restored_params(*workdirs):
+    return [restore_state(load_run_config(w), w)[1].params for w in workdirs]
 
-    Eight shards sum the batch gradient in another order than one device; where a gradient element cancels
-    across the batch its rounding is relatively large, and Adam's normalisation passes it on (measured: at
-    most 9.4e-8 absolute on a few of 1024 elements, with lr 1e-3). A sharding bug (another data slice or
-    RNG per device) moves parameters by whole updates, about one learning rate, far above this floor.
-    """
-    for devices in (1, 8):
+
+def test_eight_devices_match_one_device_bit_for_bit(tmp_path):
+    """The acceptance command `diffjax train --config configs/ddpm.py:toy2d,smoke` on 8 fake devices reaches
+    exactly the checkpoint of 1 device (and of 2): toy configs cut the batch into `grad_shards=8` fixed
+    shards whose gradients are added in a fixed order, so the device count cannot change the rounding."""
+    for devices in (1, 2, 8):
         _train_subprocess(tmp_path / f"d{devices}", devices)
-    config = load_run_config(tmp_path / "d1")
-    states = [restore_state(load_run_config(tmp_path / f"d{d}"), tmp_path / f"d{d}")[1] for d in (1, 8)]
-    floor = 1e-3 * config.optimizer.learning_rate
-    for a, b in zip(jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=floor)
+    assert load_run_config(tmp_path / "d1").training.grad_shards == 8
+    one, two, eight = _restored_params(tmp_path / "d1", tmp_path / "d2", tmp_path / "d8")
+    for a, b, c in zip(jax.tree.leaves(one), jax.tree.leaves(two), jax.tree.leaves(eight), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     info = json.loads((tmp_path / "d8" / "run_info.json").read_text())
     assert info["devices"] == 8
+
+
+def test_unsharded_reduction_matches_to_rounding_on_eight_devices(tmp_path):
+    """With `grad_shards=0` the compiler splits the batch mean over the devices, so the 8-device run rounds
+    differently: rtol 1e-5 plus an absolute floor of 1e-3 learning rates.
+
+    Where a gradient element cancels across the batch its rounding is relatively large, and Adam's
+    normalisation passes it on (measured: at most 9.4e-8 absolute on a few of 1024 elements, with lr 1e-3).
+    A sharding bug (another data slice or RNG per device) moves parameters by whole updates, about one
+    learning rate, far above this floor.
+    """
+    for devices in (1, 8):
+        _train_subprocess(tmp_path / f"d{devices}", devices, ["--config.training.grad_shards=0"])
+    floor = 1e-3 * load_run_config(tmp_path / "d1").optimizer.learning_rate
+    one, eight = _restored_params(tmp_path / "d1", tmp_path / "d8")
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=floor)
+
+
+def test_grad_shards_must_divide_the_batch_and_be_divisible_by_the_devices(tmp_path, capsys):
+    code = run_cli("train", "--config", config_path("ddpm", "toy2d,smoke"), "--workdir", str(tmp_path / "a"),
+                   "--config.training.grad_shards=3")
+    assert code == 2 and "grad_shards=3 must be 0 or a positive divisor of training.batch_size=8" in \
+        capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

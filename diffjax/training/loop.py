@@ -158,6 +158,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
     mesh = mesh_lib.make_mesh()
     try:
         mesh_lib.check_batch_size(config.training.batch_size, mesh)
+        mesh_lib.check_grad_shards(config.training.grad_shards, mesh)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     prepare_workdir(config, workdir, force=force)
@@ -180,7 +181,8 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
         make_train_step(model, formulation.objective, optimizer, schedule, seed=config.seed,
                         ema_decay=ema_decay(config.training.ema_decay, config.training.ema_halflife_images,
                                             config.training.batch_size),
-                        skip_nonfinite=config.training.skip_nonfinite),
+                        skip_nonfinite=config.training.skip_nonfinite,
+                        grad_shards=config.training.grad_shards, mesh=mesh),
         in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=0,

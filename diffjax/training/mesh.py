@@ -32,6 +32,14 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
                          f"use a multiple of {n}")
 
 
+def check_grad_shards(grad_shards: int, mesh: Mesh) -> None:
+    """Fixed-order gradient shards must split evenly over the devices."""
+    n = mesh.devices.size
+    if grad_shards and grad_shards % n:
+        raise ValueError(f"training.grad_shards={grad_shards} is not divisible by the {n} devices; "
+                         f"use a multiple of {n} (or 0)")
+
+
 def global_batch(local: dict, mesh: Mesh) -> dict:
     """A global array per key from this process's rows (`jax.make_array_from_process_local_data`)."""
     sharding = batch_sharding(mesh)

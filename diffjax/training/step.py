@@ -2,33 +2,71 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec
 
 from ..experiment import apply_model
 from .state import TrainState, ema_update
 
 
-def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: float, skip_nonfinite: bool = False):
+def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: float, skip_nonfinite: bool = False,
+                    grad_shards: int = 0, mesh=None):
     """Returns `train_step(state, batch) -> (state, metrics)`, pure and jit-able.
 
     The step's randomness is `fold_in(key(seed), step)`, so a resumed run draws exactly what an
     uninterrupted one would. `batch` holds `x` and optionally `label`. With `skip_nonfinite`, a step
     whose loss or gradient norm is not finite leaves the state unchanged (but for the step counter).
+
+    With `grad_shards = G > 0` the batch is cut into G equal shards with their own keys; each device of
+    `mesh` computes the gradients of its shards one after another (`shard_map` + `lax.map`, so every shard is
+    the same program whatever the device count), then all G gradients are gathered and added in a fixed order.
+    The step is then bit-for-bit the same on any number of devices dividing G, at the cost of
+    holding G gradients at once. With 0, the batch mean is reduced however the compiler splits it, which is
+    faster but rounds differently on different device counts.
     """
+
+    def batch_loss(params, key, x, label):
+        loss_key, dropout_key = jax.random.split(key)
+
+        def apply_fn(p, x, t, cond=None):
+            return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key)
+
+        return loss(loss_key, apply_fn, params, x, label)
+
+    def sharded_value_and_grad(params, key, batch):
+        axis = mesh.axis_names[0]
+        shard_size = batch["x"].shape[0] // grad_shards
+
+        def local(params, rows):
+            per_device = rows["x"].shape[0] // shard_size
+            shards = jax.tree.map(lambda a: a.reshape(per_device, shard_size, *a.shape[1:]), rows)
+            first = jax.lax.axis_index(axis) * per_device
+
+            def one_shard(args):
+                i, shard = args
+                return jax.value_and_grad(batch_loss)(params, jax.random.fold_in(key, first + i), shard["x"],
+                                                      shard.get("label"))
+
+            values, grads = jax.lax.map(one_shard, (jnp.arange(per_device), shards))
+            return jax.lax.all_gather((values, grads), axis, tiled=True)
+
+        values, grads = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(axis)),
+                                      out_specs=PartitionSpec(), check_vma=False)(params, batch)
+        scale = 1.0 / grad_shards
+        total = lambda a: functools.reduce(operator.add, [a[i] for i in range(grad_shards)]) * scale  # noqa: E731
+        return total(values), jax.tree.map(total, grads)
 
     def train_step(state: TrainState, batch: dict):
         key = jax.random.fold_in(jax.random.key(seed), state.step)
-        loss_key, dropout_key = jax.random.split(key)
-
-        def loss_fn(params):
-            def apply_fn(p, x, t, cond=None):
-                return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key)
-
-            return loss(loss_key, apply_fn, params, batch["x"], batch.get("label"))
-
-        value, grads = jax.value_and_grad(loss_fn)(state.params)
+        if grad_shards:
+            value, grads = sharded_value_and_grad(state.params, key, batch)
+        else:
+            value, grads = jax.value_and_grad(batch_loss)(state.params, key, batch["x"], batch.get("label"))
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
