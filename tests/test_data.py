@@ -258,3 +258,62 @@ def test_toy_sets_are_scaled_and_log_prob_exists_only_where_exact(toy):
     assert (ds.log_prob is None) == (toy in ("swiss_roll", "two_moons"))
     ref = ds.sample_reference(0, 4096)
     assert ref.shape == (4096, 2) and not np.array_equal(ref, x)
+
+
+class _FakeTFDS:
+    """A stand-in for `tensorflow_datasets` (not a dependency): `load(..., batch_size=-1)` returns whole splits
+    as dicts of arrays, and records what it was asked for."""
+
+    def __init__(self, splits, missing=()):
+        self.splits, self.missing, self.calls = splits, set(missing), []
+
+    def load(self, name, *, split, data_dir, download, batch_size):
+        self.calls.append((name, split, data_dir, download, batch_size))
+        if (name, split) in self.missing:
+            raise AssertionError(f"Dataset {name} not found in {data_dir}")  # tfds raises assorted types
+        return self.splits[(name, split)]
+
+    @staticmethod
+    def as_numpy(tree):
+        return tree
+
+
+def _fake_split(n, size, channels, labels, seed):
+    rng = np.random.default_rng(seed)
+    data = {"image": rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)}
+    if labels:
+        data["label"] = rng.integers(0, 10, n).astype(np.int64)
+    return data
+
+
+def test_tfds_sets_are_read_locally_scaled_and_split(monkeypatch, tmp_path):
+    fake = _FakeTFDS({("cifar10", "train"): _fake_split(6, 32, 3, True, 0),
+                      ("cifar10", "test"): _fake_split(4, 32, 3, True, 1),
+                      ("celeb_a", "train"): _fake_split(3, 218, 3, False, 2),
+                      ("celeb_a", "test"): _fake_split(2, 218, 3, False, 3)})
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
+    cifar = load_dataset("cifar10", path=tmp_path, split="all")
+    assert fake.calls[0] == ("cifar10", "train", str(tmp_path), False, -1)  # never downloads
+    images = fake.splits[("cifar10", "train")]["image"]
+    assert cifar.size == 10 and cifar.num_classes == 10 and cifar.data_shape == (32, 32, 3)
+    arrays = cifar.arrays()
+    np.testing.assert_allclose(arrays["x"][:6], images / 127.5 - 1.0, atol=1e-6)  # uint8 -> [-1, 1], no resize
+    np.testing.assert_array_equal(arrays["label"][6:], fake.splits[("cifar10", "test")]["label"])
+    np.testing.assert_array_equal(cifar.reference_arrays()["label"], fake.splits[("cifar10", "test")]["label"])
+    face = fake.splits[("celeb_a", "train")]["image"]
+    face[:] = 255
+    face[:, 39:179, 39:179] = 0  # the centre 140x140 crop of a 218x218 stand-in (CelebA is 218x178)
+    celeba = load_dataset("celeb_a", path=tmp_path, split="train")
+    np.testing.assert_allclose(celeba.arrays()["x"], -1.0, atol=1e-6)  # only the centre crop survives
+    assert celeba.size == 3 and celeba.data_shape == (64, 64, 3) and not celeba.labelled
+    assert celeba.num_classes == 0
+
+
+def test_tfds_missing_data_or_package_is_one_clear_line(monkeypatch, tmp_path):
+    fake = _FakeTFDS({}, missing={("mnist", "train"), ("mnist", "test")})
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
+    with pytest.raises(FileNotFoundError, match=r"prepared data under .*download_and_prepare"):
+        load_dataset("mnist", path=tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
+    with pytest.raises(FileNotFoundError, match="needs tensorflow-datasets"):
+        load_dataset("mnist", path=tmp_path)
