@@ -5,7 +5,8 @@
     diffjax evaluate --workdir W
 
 A config mistake prints one line and exits with code 2, before anything compiles; a non-finite loss
-exits with code 1; SIGTERM/SIGINT during training saves a checkpoint and exits with code 0.
+exits with code 1; SIGTERM/SIGINT during training saves a checkpoint and exits with code 0. In a multi-process
+run, a peer that dies makes the others exit with code 1 and one line, without waiting on its barriers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--coordinator_address", default=None, help="multi-host: host:port of process 0")
         p.add_argument("--num_processes", type=int, default=None, help="multi-host: number of processes")
         p.add_argument("--process_id", type=int, default=None, help="multi-host: this process's index")
+        p.add_argument("--heartbeat_timeout", type=int, default=100,
+                       help="multi-host: seconds without a peer's heartbeat before every process stops")
         if name == "train":
             p.add_argument("--config", required=True, help="configs/<article>.py[:<scale>[,smoke]]")
             p.add_argument("--dry_run", action="store_true", help="validate and print the config, then stop")
@@ -68,9 +71,21 @@ def _init_distributed(args) -> None:
 
     if args.coordinator_address or args.num_processes or args.process_id is not None:
         jax.distributed.initialize(coordinator_address=args.coordinator_address, num_processes=args.num_processes,
-                                   process_id=args.process_id)
+                                   process_id=args.process_id, heartbeat_timeout_seconds=args.heartbeat_timeout)
     elif any(v in os.environ for v in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")):
-        jax.distributed.initialize()  # auto-detected cluster
+        jax.distributed.initialize(heartbeat_timeout_seconds=args.heartbeat_timeout)  # auto-detected cluster
+
+
+def _lost_peer(error: BaseException) -> str | None:
+    """One line describing a failed collective of a multi-process run (a peer died), else None."""
+    import jax
+
+    if jax.process_count() < 2 or not isinstance(error, jax.errors.JaxRuntimeError):
+        return None
+    last = str(error).splitlines()[0].split("Error dispatching computation: ")[-1]
+    return (f"process {jax.process_index()} of {jax.process_count()} stopped: a collective with the other "
+            f"processes failed ({last[:200]}), most likely because a peer died. Committed checkpoints are "
+            "intact; restart every process with the same command to resume")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e).splitlines()[0] if str(e) else repr(e))
     except NonFiniteError as e:
         return _fail(str(e), EXIT_FAILURE)
+    except Exception as e:
+        message = _lost_peer(e)
+        if message is None:
+            raise
+        _fail(message, EXIT_FAILURE)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_FAILURE)  # skip jax.distributed's shutdown barrier, which would wait for the dead peer
 
 
 if __name__ == "__main__":

@@ -198,6 +198,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
                         mininterval=0.1 if interactive else 30.0)
     metrics, fetched, stopped_by = {}, {}, None
     step = start
+    failed = True
     try:
         with _StopRequest() as stop:
             while step < num_steps:
@@ -227,11 +228,13 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
                 if checkpoints.latest_step() != step:
                     checkpoints.save(step, state, {"step": step})
         checkpoints.wait()
+        failed = False
     finally:
         if progress is not None:
             progress.close()
         writer.close()
-        checkpoints.close()
+        if not failed or jax.process_count() == 1:  # after a failure a peer may be gone: skip its barriers
+            checkpoints.close()
     return TrainResult(step=step, state=state, stopped_by=stopped_by, last_metrics=fetched)
 
 
