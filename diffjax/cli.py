@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("jax").setLevel(logging.WARNING)
 
     from .config import ConfigError, apply_overrides, load_config, to_json
-    from .training import NonFiniteError
+    from .training import CheckpointError, NonFiniteError
 
     try:
         if args.command == "train":
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e))
     except FileNotFoundError as e:
         return _fail(str(e).splitlines()[0] if str(e) else repr(e))
-    except NonFiniteError as e:
+    except (NonFiniteError, CheckpointError) as e:
         return _fail(str(e), EXIT_FAILURE)
     except Exception as e:
         message = _lost_peer(e)

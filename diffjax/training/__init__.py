@@ -1,5 +1,6 @@
 """Training: the state pytree, the pure sharded step, checkpoints, metric writers and the host loop."""
 
+from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import Checkpoints as Checkpoints
 from .loop import NonFiniteError as NonFiniteError
 from .loop import restore_state as restore_state

@@ -103,10 +103,18 @@ class _StopRequest:
         return False
 
 
-def _check_finite(step: int, metrics: dict) -> None:
+def _meta(config: ConfigDict, step: int) -> dict:
+    """What a checkpoint records besides the state. Batches are a pure function of `(seed, step)`, so the
+    data iterator's whole state is the next step to draw."""
+    return {"step": step, "data": {"seed": config.seed, "next_step": step}}
+
+
+def _check_finite(step: int, metrics: dict, *, skipping: bool = False) -> None:
     for name in ("loss", "grad_norm"):
         value = float(metrics[name])
-        if not math.isfinite(value):
+        if not math.isfinite(value) and skipping:
+            log.warning("non-finite %s (%s) at step %d: step skipped (training.skip_nonfinite)", name, value, step)
+        elif not math.isfinite(value):
             raise NonFiniteError(f"non-finite {name} ({value}) at step {step}; the last good checkpoint is kept. "
                                  "Lower optimizer.learning_rate, or set training.skip_nonfinite=True to skip "
                                  "such steps")
@@ -209,32 +217,39 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
                                       process_index=jax.process_index(), process_count=jax.process_count())
                 if not config.model.class_conditional:
                     local.pop("label", None)
+                previous = metrics
                 state, metrics = step_fn(state, mesh_lib.global_batch(local, mesh))
+                # At most two steps in flight: the next batch is prepared while a step runs, and the queue of
+                # dispatched collectives stays short (a long one deadlocks XLA's CPU collectives).
+                jax.block_until_ready(previous)
                 step += 1
                 last = step == num_steps
                 if step % config.training.log_every == 0 or step % config.training.checkpoint_every == 0 or last:
                     fetched = jax.device_get(metrics)
-                    _check_finite(step, fetched)
+                    _check_finite(step, fetched, skipping=config.training.skip_nonfinite)
                     writer.write(step, fetched)
                     if progress is not None:
                         progress.set_postfix(loss=f"{float(fetched['loss']):.4f}")
                 if step % config.training.checkpoint_every == 0 or last:
-                    checkpoints.save(step, state, {"step": step})
+                    checkpoints.save(step, state, _meta(config, step))
                 if progress is not None:
                     progress.update(1)
             if stopped_by is not None and step > start:
                 fetched = jax.device_get(metrics)
-                _check_finite(step, fetched)
+                _check_finite(step, fetched, skipping=config.training.skip_nonfinite)
                 if checkpoints.latest_step() != step:
-                    checkpoints.save(step, state, {"step": step})
+                    checkpoints.save(step, state, _meta(config, step))
         checkpoints.wait()
         failed = False
     finally:
         if progress is not None:
             progress.close()
         writer.close()
-        if not failed or jax.process_count() == 1:  # after a failure a peer may be gone: skip its barriers
+        if not failed:
             checkpoints.close()
+        elif jax.process_count() == 1:  # (after a failure a peer may be gone: skip its barriers)
+            with contextlib.suppress(Exception):  # the error being raised says more than a second one
+                checkpoints.close()
     return TrainResult(step=step, state=state, stopped_by=stopped_by, last_metrics=fetched)
 
 
