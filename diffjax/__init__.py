@@ -9,7 +9,17 @@ The notebook API (DESIGN.md §3): a formulation is a choice of process, predicti
     loss = dj.objective("eps_mse", process)(key, apply_fn, params, x0)
 """
 
+from . import flows as flows
+from . import guidance as guidance
+from . import likelihood as likelihood
 from . import testing as testing
+from . import variance as variance
+from .guidance import cfg as cfg
+from .guidance import classifier_guidance as classifier_guidance
+from .guidance import drop_labels as drop_labels
+from .likelihood import bits_per_dim as bits_per_dim
+from .likelihood import elbo_bits_per_dim as elbo_bits_per_dim
+from .likelihood import log_likelihood as log_likelihood
 from .objectives import OBJECTIVES as OBJECTIVES
 from .objectives import TIME_SAMPLINGS as TIME_SAMPLINGS
 from .objectives import objective as objective
@@ -28,5 +38,7 @@ from .samplers import ddim_invert as ddim_invert
 from .samplers import sample as sample
 from .samplers import sampler as sampler
 from .samplers import slerp as slerp
+from .variance import estimate_x0_variance as estimate_x0_variance
+from .variance import with_x0_variance as with_x0_variance
 
 __version__ = "0.1.0"

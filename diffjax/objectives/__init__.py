@@ -22,3 +22,4 @@ from ._time_sampling import Uniform as Uniform
 from ._time_sampling import UniformDiscrete as UniformDiscrete
 from ._time_sampling import default_time_sampling as default_time_sampling
 from ._time_sampling import sample_times as sample_times
+from ._time_sampling import time_sampler as time_sampler

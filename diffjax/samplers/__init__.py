@@ -12,22 +12,57 @@ import jax.numpy as jnp
 from .._checks import check_knobs, lookup
 from ..predictions import Predictor
 from ._ancestral import Ancestral as Ancestral
+from ._base import ContinuousSampler as ContinuousSampler
 from ._base import GridSampler as GridSampler
 from ._base import Sampler as Sampler
 from ._ddim import DDIM as DDIM
+from ._dpm_solver import DPMSolver as DPMSolver
+from ._edm import EDMEuler as EDMEuler
+from ._edm import EDMHeun as EDMHeun
 from ._interpolation import slerp as slerp
+from ._ode import ProbabilityFlowODE as ProbabilityFlowODE
+from ._pc import PredictorCorrector as PredictorCorrector
+from ._sde import EulerMaruyama as EulerMaruyama
 
 SAMPLERS = {
     "ancestral": Ancestral,
     "ddim": DDIM,
+    "euler_maruyama": EulerMaruyama,
+    "reverse_sde": EulerMaruyama,
+    "pc": PredictorCorrector,
+    "ode": ProbabilityFlowODE,
+    "heun": EDMHeun,
+    "euler": EDMEuler,
+    "dpm_solver": DPMSolver,
 }
 
 
 def sampler(name: str, **knobs) -> Sampler:
     """Builds the sampler `name` with defaults from FORMULATIONS.md, overridden by `knobs`.
 
-    Names: `ancestral` (variance in {beta, posterior}, steps, spacing, timesteps, clip_x0, clip_final,
-    clip_range) and `ddim` (eta, steps=50, spacing, timesteps, clip_x0, clip_final, clip_range).
+    Every sampler takes the grid knobs `steps` (grid times, each queried once by first-order steps; the last
+    one jumps to clean data with x̂_0 there), `spacing`, `rho`, `timesteps`, `clip_x0`, `clip_final` and
+    `clip_range`. Names and their own knobs:
+
+    * `ancestral` (variance in {beta, posterior, analytic, npr, sn}, guidance in {eps, mean}; steps = all of
+      DDPM's) and `ddim` (eta=0, steps=50, variance in {eta, analytic, npr, sn}), articles (一)–(四), on any
+      Gaussian process; the `analytic`/`npr`/`sn` variances of (七)–(八) need the model wrapped by
+      `dj.variance.with_x0_variance`, and `guidance="mean"` (九) a `dj.guidance.classifier_guidance` model;
+    * `euler_maruyama`, alias `reverse_sde`: the reverse SDE of article (五) by Euler–Maruyama, and with
+      `sigma_rev` in [0, 1] (default 1) the equal-marginal family of article (六), `sigma_rev = 0` being the
+      Euler method on the probability-flow ODE (steps=1000);
+    * `pc`: predictor–corrector (predictor in {euler_maruyama, reverse_diffusion, ancestral}, default
+      reverse_diffusion; Langevin corrector with snr=0.16, n_corrector=1; steps=1000);
+    * `ode`: the probability-flow ODE through diffrax (solver in {euler, heun, midpoint, tsit5, dopri5},
+      default tsit5; adaptive=True with rtol=atol=1e-5 and max_steps, or fixed steps on the grid; steps=100);
+    * `heun` and `euler`: EDM's Algorithm 2 in sigma/alpha on any continuous process (S_churn=0, S_tmin,
+      S_tmax, S_noise, order, variable in {sigma, t}; steps=18, rho-spacing: 35 evaluations for Heun);
+    * `dpm_solver`: DPM-Solver++ in log(alpha/sigma) (method in {multistep, singlestep}, order in {1, 2};
+      steps=20, uniform in log-SNR: 20 evaluations for 2M); also on the discrete DDPM.
+
+    The SDE, PC, ODE and EDM samplers need continuous time (`vp`, `subvp`, `ve`, `edm`, `flow`); those
+    with noise need a finite SDE at t_max (the flow with t_end < 1). `dj.sample(..., return_info=True)`
+    reports the model evaluations as `info["nfe"]`.
 
     Raises:
         ValueError: for an unknown name or knob, naming the valid ones.

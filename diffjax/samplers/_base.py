@@ -7,6 +7,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_choice
 from ..predictions import Predictor
@@ -133,3 +134,95 @@ def step_noise(key, step, shape, dtype):
 def batched_time(t, x):
     """The scalar time `t` repeated for each example of `x`, as the model sees it."""
     return jnp.full((x.shape[0],), t, dtype=t.dtype)
+
+
+# ---- shared by the continuous-time samplers (articles (五), (六), EDM, DPM-Solver++) ------------------------------
+def check_continuous(name: str, process, predictor: Predictor) -> None:
+    """Raises `ValueError` unless sampler `name` can query `predictor` along the continuous `process`.
+
+    The sampler needs real-valued time, and at `t_max` an `eps` or `score` prediction must be convertible to
+    x̂_0, which fails where `alpha(t_max) = 0` (the flow at t = 1).
+    """
+    if process.is_discrete:
+        raise ValueError(
+            f"sampler {name!r} needs a continuous-time process; use process 'vp' (the continuous "
+            f"DDPM) or, for {type(process).__name__}, sampler 'ancestral', 'ddim' or 'dpm_solver'"
+        )
+    check_alpha_at_t_max(name, process, predictor)
+
+
+def check_alpha_at_t_max(name: str, process, predictor: Predictor) -> None:
+    """Raises `ValueError` for an `eps`/`score` prediction where `alpha(t_max) = 0` (x̂_0 = (x - sigma ε̂)/0)."""
+    if predictor.kind in ("eps", "score") and float(process.alpha(jnp.float32(process.t_max))) == 0.0:
+        raise ValueError(
+            f"sampler {name!r}: alpha(t_max) = 0, where an {predictor.kind!r} prediction gives no "
+            "x_0; use an 'x0', 'v' or 'velocity' predictor, or a process with t_end < 1 "
+            "(e.g. dj.process('flow', t_end=0.999))"
+        )
+
+
+def check_finite_sde(name: str, process) -> None:
+    """Raises `ValueError` where the reverse SDE is singular at `t_max` (the flow at t = 1: g^2 = 2t/(1-t))."""
+    t_max = jnp.float32(process.t_max)
+    if not (np.isfinite(float(process.drift_coef(t_max))) and np.isfinite(float(process.g2(t_max)))):
+        raise ValueError(
+            f"sampler {name!r}: the reverse SDE of {type(process).__name__} is singular at "
+            f"t_max = {process.t_max} (f or g^2 infinite); use a process with t_end < 1 (e.g. "
+            "dj.process('flow', t_end=0.999)) or a deterministic sampler ('ode', 'heun', 'dpm_solver')"
+        )
+
+
+def check_steps(name: str, steps, minimum: int = 1) -> None:
+    """Raises `ValueError` unless `steps` is None or an integer >= `minimum`."""
+    if steps is not None and (int(steps) != steps or steps < minimum):
+        raise ValueError(f"sampler {name!r} needs steps >= {minimum}, got {steps!r}")
+
+
+def check_above_data(name: str, process, ts) -> None:
+    """Raises `ValueError` when the grid touches clean data (sigma = 0), where the model cannot be queried."""
+    if float(process.sigma(jnp.asarray(ts[-1], jnp.float32))) == 0.0:
+        raise ValueError(
+            f"sampler {name!r}: timesteps must stay above clean data (sigma(t) > 0); every sampler "
+            "ends with its own step from the last time to data"
+        )
+
+
+def predict_x0_eps(predictor: Predictor, process, x, t, cond, clip_range=None):
+    """The predicted `(x̂_0, ε̂)` at the scalar time `t`; with `clip_range`, x̂_0 is clipped and ε̂ recomputed.
+
+    `ε̂ = (x_t - alpha x̂_0)/sigma` after clipping keeps the pair consistent with `x_t`, so every update built
+    on it (score `-ε̂/sigma`, velocity `alpha' x̂_0 + sigma' ε̂`) sees the clipped prediction.
+    """
+    x0, eps = predictor.x0_eps(process, x, batched_time(t, x), **cond)
+    if clip_range is not None:
+        x0 = jnp.clip(x0, *clip_range)
+        eps = (x - process.alpha(t) * x0) / process.sigma(t)
+    return x0, eps
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousSampler(GridSampler):
+    """A `GridSampler` whose steps need continuous time: the SDE, PC, ODE and EDM samplers.
+
+    It keeps the grid knobs of `GridSampler` (`steps` grid points, each evaluated once by first-order steps,
+    `spacing`, `rho`, `timesteps`, clipping) and the convention that the last grid time jumps to clean data
+    with the prediction x̂_0 there (the Euler step of `d(x/alpha) = ε d(sigma/alpha)` to sigma = 0).
+    """
+
+    name = "continuous"
+
+    def validate(self, process, predictor):
+        Sampler.validate(self, process, predictor)
+        check_continuous(self.name, process, predictor)
+        check_steps(self.name, self.steps)
+        super().validate(process, predictor)
+        if self.timesteps is not None:
+            check_above_data(self.name, process, self.timesteps)
+
+    def x0_eps(self, predictor, process, x, t, cond):
+        """`(x̂_0, ε̂)` at the scalar time `t`, clipped when `clip_x0` is set."""
+        return predict_x0_eps(predictor, process, x, t, cond, self.clip_range if self.clip_x0 else None)
+
+    def finish(self, x):
+        """The returned sample: clipped when `clip_final` is set."""
+        return self.clip(x) if self.clip_final else x

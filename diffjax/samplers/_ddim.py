@@ -1,4 +1,5 @@
-"""DDIM, article (四): a free-variance family of reverse kernels over any sub-sequence, and its inversion."""
+"""DDIM, article (四): a free-variance family of reverse kernels over any sub-sequence, and its inversion; with the
+optimal variances of articles (七)–(八)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_choice
+from ..variance import X0_VARIANCE_RULES, check_x0_variance_source
+from ._ancestral import run_with_step_extras
 from ._base import GridSampler, batched_time, step_noise
+
+VARIANCES = ("eta", *X0_VARIANCE_RULES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,27 +28,46 @@ class DDIM(GridSampler):
         eta: the noise scale in [0, 1].
         steps: number of steps (default 50) over the process's grid (`spacing`: `leading`, `trailing` or
             `linspace` for DDPM).
+        variance: `eta` (the kernel variance sigma~^2 above) or sigma~^2 + gamma^2 var0_t, with
+            `gamma = alpha_s - alpha_t sqrt(sigma_s^2 - sigma~^2)/sigma_t` the coefficient of x̂_0 in the step and
+            `var0_t` the variance of x_0 given x_t (article (七)): from a table (`analytic`: Analytic-DDIM,
+            isotropic or diagonal, indexed at the sub-sequence's times) or from a head (`npr`, `sn`: article
+            (八)). These three need the model wrapped by `dj.variance.with_x0_variance`; with eta = 0 they still
+            add noise, as article (七) notes.
     """
 
     eta: float = 0.0
     steps: int | None = 50
+    variance: str = "eta"
 
     def validate(self, process, predictor):
         super().validate(process, predictor)
         if not 0.0 <= float(self.eta) <= 1.0:
             raise ValueError(f"DDIM eta must lie in [0, 1], got {self.eta}")
+        check_choice("DDIM variance", self.variance, VARIANCES)
+        if self.variance in X0_VARIANCE_RULES:
+            check_x0_variance_source(self.variance, predictor)
 
-    def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s):
+    def run(self, key, predictor, process, x_init, cond):
+        if self.variance in X0_VARIANCE_RULES:
+            return run_with_step_extras(self, key, predictor, process, x_init, cond)
+        return super().run(key, predictor, process, x_init, cond)
+
+    def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s, *, x0_var=None):
+        """One step t -> s; `x0_var` is `var0_t` for the optimal variances, supplied by `run`."""
         if self.clip_x0:
             x0 = self.clip(x0)
             eps = (x - alpha_t * x0) / sigma_t
-        if self.eta == 0:
+        if self.eta == 0 and self.variance == "eta":
             return alpha_s * x0 + sigma_s * eps
         alpha_ts = alpha_t / alpha_s
         var_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
         noise_std = self.eta * jnp.sqrt(var_ts) * sigma_s / sigma_t
         direction = jnp.sqrt(jnp.maximum(sigma_s**2 - noise_std**2, 0.0))
-        return alpha_s * x0 + direction * eps + noise_std * step_noise(key, step, x.shape, x.dtype)
+        if self.variance in X0_VARIANCE_RULES:
+            gamma = alpha_s - alpha_t * direction / sigma_t
+            noise_std = jnp.sqrt(noise_std**2 + gamma**2 * x0_var)
+        return alpha_s * x0 + direction * eps + noise_std.astype(x.dtype) * step_noise(key, step, x.shape, x.dtype)
 
     def invert(self, predictor, process, x0, cond):
         """Runs deterministic DDIM forwards, data -> `x_T`, on the reversed grid of this sampler.

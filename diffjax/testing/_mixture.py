@@ -133,6 +133,74 @@ class GaussianMixture:
 
         return Predictor(_ExactFn(exact, self, process, kind), kind=kind)
 
+    # ---- classes (article (九)) ---------------------------------------------------------------------
+    def component(self, k: int) -> GaussianMixture:
+        """The data law of class `k`: the mixture restricted to its component `k` (weight one)."""
+        if not 0 <= int(k) < self.num_components:
+            raise ValueError(f"component index must lie in [0, {self.num_components}), got {k}")
+        k = int(k)
+        return GaussianMixture(jnp.ones((1,), self.weights.dtype), self.means[k:k + 1], self.stds[k:k + 1])
+
+    def class_logits(self, x, alpha, sigma):
+        """Logits of the exact class posterior `p(y = k | x_t)`: `log pi_k + log N(x_t; alpha mu_k, ...)`, `(B, K)`.
+
+        Their softmax is `responsibilities`; `log_softmax` is `log p(y | x_t)` exactly.
+        """
+        return self._terms(x, alpha, sigma)[0]
+
+    def classifier(self, process: GaussianProcess):
+        """The exact noise-conditional classifier `fn(params, x_t, t) -> logits` on `process` (params unused)."""
+
+        def logits(params, x, t):
+            return self.class_logits(x.reshape(x.shape[0], -1), process.alpha(t), process.sigma(t))
+
+        return _ExactFn(logits, self, process, "classifier")
+
+    def conditional_predictor(self, process: GaussianProcess, kind: str = "eps", null_label: int | None = None,
+                              label_key: str = "y") -> Predictor:
+        """The exact class-conditional `Predictor`: row i is the prediction for data of class `labels[i]`.
+
+        Called as `fn(x_t, t, **{label_key: labels})`; the label `null_label` (default K, the number of
+        components) stands for "no class" and gives the unconditional prediction, as a model trained with
+        classifier-free label dropout would.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown prediction kind {kind!r}; valid choices: {', '.join(KINDS)}")
+        null = self.num_components if null_label is None else int(null_label)
+
+        def exact(x, t, **cond):
+            labels = jnp.asarray(cond[label_key])
+            flat = x.reshape(x.shape[0], -1)
+            alpha, sigma = process.alpha(t), process.sigma(t)
+            x0 = self._class_posterior_mean(flat, alpha, sigma, labels, null)
+            eps = (flat - _row(alpha, flat) * x0) / _row(sigma, flat)
+            return from_x0_eps(process, flat, t, x0, eps, kind).reshape(x.shape)
+
+        return Predictor(_ExactFn(exact, self, process, (kind, null, label_key)), kind=kind)
+
+    def _class_posterior_mean(self, x, alpha, sigma, labels, null):
+        """`E[x_0 | x_t, y]` per row: component `y`'s posterior mean, or the full one where `y == null`."""
+        log_terms, var, diff = self._terms(x, alpha, sigma)
+        one_hot = jax.nn.one_hot(jnp.clip(labels, 0, self.num_components - 1), self.num_components, dtype=x.dtype)
+        w = jnp.where((labels == null)[:, None], jax.nn.softmax(log_terms, axis=-1), one_hot)[..., None]
+        m = self.means[None] + _column(alpha, x) * self.stds[None] ** 2 * diff / var
+        return (w * m).sum(1)
+
+    # ---- posterior variance (articles (七), (八)) -----------------------------------------------------
+    def mean_posterior_variance(self, key, alpha, sigma, num_samples: int, diagonal: bool = False):
+        """Monte Carlo `E_{x_t}[tr Var(x_0 | x_t)] / d` (or per dimension) and its standard error.
+
+        The expectation is over `x_t = alpha x_0 + sigma eps` with `x_0` from this mixture; each draw uses the
+        exact posterior variance, so the only error is the sampling of x_t. Returns `(mean, stderr)`, scalars,
+        or `(d,)` arrays with `diagonal=True`.
+        """
+        k_data, k_eps = jax.random.split(key)
+        x0 = self.sample(k_data, num_samples)
+        x = alpha * x0 + sigma * jax.random.normal(k_eps, x0.shape, x0.dtype)
+        var = self.posterior(x, alpha, sigma)[1]
+        per_draw = var if diagonal else var.mean(-1)
+        return per_draw.mean(0), per_draw.std(0) / math.sqrt(num_samples)
+
 
 def _row(coef, x):
     coef = jnp.asarray(coef, dtype=x.dtype)
@@ -141,15 +209,19 @@ def _row(coef, x):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _ExactFn:
-    """A hashable wrapper so an oracle predictor built twice for the same data compiles once."""
+    """A hashable wrapper so an oracle predictor built twice for the same data compiles once.
+
+    `kind` tags what the function computes (a prediction kind, or e.g. "classifier"); equal tags, process and
+    data mean equal functions.
+    """
 
     fn: object
     data: GaussianMixture
     process: GaussianProcess
-    kind: str
+    kind: object
 
-    def __call__(self, x, t):
-        return self.fn(x, t)
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
 
     def __hash__(self):
         return hash((self.process, self.kind, id(self.data)))
