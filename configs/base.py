@@ -36,9 +36,19 @@ def get_config() -> ConfigDict:
 
     # How data is rebuilt: diffjax.sampler(name, **knobs).
     c.sampler = ConfigDict(dict(
-        name="ancestral", steps=placeholder(int), eta=placeholder(float), variance=placeholder(str),
-        spacing=placeholder(str), rho=placeholder(float), clip_x0=placeholder(bool),
-        clip_final=placeholder(bool),
+        name="ancestral", steps=placeholder(int), spacing=placeholder(str), rho=placeholder(float),
+        clip_x0=placeholder(bool), clip_final=placeholder(bool),
+        # ancestral, ddim
+        eta=placeholder(float), variance=placeholder(str), guidance=placeholder(str),
+        # euler_maruyama / reverse_sde, pc
+        sigma_rev=placeholder(float), predictor=placeholder(str), snr=placeholder(float),
+        n_corrector=placeholder(int),
+        # ode (diffrax)
+        solver=placeholder(str), adaptive=placeholder(bool), rtol=placeholder(float), atol=placeholder(float),
+        max_steps=placeholder(int),
+        # heun / euler (EDM), dpm_solver
+        order=placeholder(int), S_churn=placeholder(float), S_tmin=placeholder(float), S_tmax=placeholder(float),
+        S_noise=placeholder(float), variable=placeholder(str), method=placeholder(str),
     ))
 
     # The network: diffjax.models.build_model(name, **preset, **knobs).

@@ -57,7 +57,10 @@ def build_sampler(config: ConfigDict, process, prediction: str) -> samplers_lib.
         sampler = samplers_lib.sampler(config.sampler.name, **_set_knobs(config.sampler))
         sampler.validate(process, Predictor(lambda x, t: x, kind=prediction))
     except ValueError as e:
-        raise _rethrow("sampler", e) from None
+        message = str(e)
+        if message.startswith("unknown knob"):  # typically left over from the article config's sampler
+            message += "; when switching sampler, unset the others' knobs (e.g. --config.sampler.variance=None)"
+        raise _rethrow("sampler", ValueError(message)) from None
     return sampler
 
 

@@ -87,7 +87,7 @@ def _committed_steps(workdir) -> list[int]:
 
 # --- 1. Preemption ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_preempted_run_saves_exits_0_and_resumes_bit_identical(tmp_path, uninterrupted, sig):
     workdir = tmp_path / "w"
     args = [f"--config.training.num_steps={STEPS}", "--config.training.checkpoint_every=100000",
@@ -292,6 +292,9 @@ VP = ["--config.process.name=vp", "--config.process.num_steps=None", "--config.p
 @pytest.mark.parametrize("overrides, message", [
     (["--config.prediction=velocity"], "prediction 'velocity' needs a continuous process"),
     ([*VP, "--config.objective.name=elbo"], "needs the discrete 'ddpm' process"),
+    (["--config.sampler.name=euler_maruyama", "--config.sampler.variance=None"],
+     "sampler 'euler_maruyama' needs a continuous-time process"),
+    (["--config.sampler.name=heun"], "unset the others' knobs (e.g. --config.sampler.variance=None)"),
 ])
 def test_incompatible_choices(tmp_path, capsys, overrides, message):
     code = cli.main(["train", "--config", CONFIG, "--workdir", str(tmp_path / "w"), *overrides])
