@@ -51,6 +51,14 @@ def get_config() -> ConfigDict:
         S_noise=placeholder(float), variable=placeholder(str), method=placeholder(str),
     ))
 
+    # Article (九): classifier-free guidance. p_uncond drops labels to the null class in training; cfg_scale
+    # w samples with (1 + w) eps(x, y) - w eps(x, null). Both need model.class_conditional.
+    c.guidance = ConfigDict(dict(p_uncond=0.0, cfg_scale=placeholder(float)))
+
+    # Articles (七)(八): the x_0-variance table of sampler.variance='analytic', estimated once per checkpoint
+    # with the trained model at the sampler's grid times and cached in W/variance/.
+    c.variance = ConfigDict(dict(estimator="eps_norm", num_samples=256))
+
     # The network: diffjax.models.build_model(name, **preset, **knobs).
     c.model = ConfigDict(dict(
         name="unet", preset=placeholder(str), class_conditional=False,

@@ -3,6 +3,7 @@
     diffjax train --config configs/ddpm.py:digits --workdir W [--config.a.b=v ...] [--dry_run] [--force]
     diffjax sample --workdir W [--config.sampler.name=ddim --config.sampler.steps=50] [--num_samples N]
     diffjax evaluate --workdir W
+    diffjax likelihood --workdir W [--num_examples N]
 
 A config mistake prints one line and exits with code 2, before anything compiles; a non-finite loss
 exits with code 1; SIGTERM/SIGINT during training saves a checkpoint and exits with code 0. In a multi-process
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in [("train", "train, checkpoint, then sample and evaluate"),
                            ("sample", "sample from a run directory's newest checkpoint"),
-                           ("evaluate", "evaluate a run directory's samples")]:
+                           ("evaluate", "evaluate a run directory's samples"),
+                           ("likelihood", "log-likelihood or bits/dim of held-out data (PF-ODE or ELBO)")]:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--workdir", required=True, help="the run directory")
         p.add_argument("--coordinator_address", default=None, help="multi-host: host:port of process 0")
@@ -40,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true", help="overwrite a workdir holding another config")
         if name == "sample":
             p.add_argument("--num_samples", type=int, default=None)
+        if name == "likelihood":
+            p.add_argument("--num_examples", type=int, default=256, help="held-out examples to evaluate")
     return parser
 
 
@@ -118,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             print(json.dumps(summary, indent=2))
             return 0
-        from .generate import evaluate_workdir, load_run_config, sample_and_evaluate
+        from .generate import evaluate_workdir, likelihood_workdir, load_run_config, sample_and_evaluate
 
         config = load_run_config(args.workdir, overrides)
         _init_distributed(args)
         if args.command == "sample":
             print(json.dumps(sample_and_evaluate(config, args.workdir, num_samples=args.num_samples), indent=2))
+        elif args.command == "likelihood":
+            print(json.dumps(likelihood_workdir(config, args.workdir, num_examples=args.num_examples), indent=2))
         else:
             print(json.dumps(evaluate_workdir(config, args.workdir), indent=2))
         return 0

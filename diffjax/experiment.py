@@ -55,7 +55,12 @@ def build_process(config: ConfigDict):
 def build_sampler(config: ConfigDict, process, prediction: str) -> samplers_lib.Sampler:
     try:
         sampler = samplers_lib.sampler(config.sampler.name, **_set_knobs(config.sampler))
-        sampler.validate(process, Predictor(lambda x, t: x, kind=prediction))
+        stand_in = Predictor(lambda x, t: x, kind=prediction)
+        if getattr(sampler, "variance", None) == "analytic":  # the runner estimates the table per checkpoint
+            from .variance import VarianceTable, with_x0_variance
+
+            stand_in = with_x0_variance(stand_in, VarianceTable(jnp.zeros((1,)), jnp.zeros((1,))))
+        sampler.validate(process, stand_in)
     except ValueError as e:
         message = str(e)
         if message.startswith("unknown knob"):  # typically left over from the article config's sampler
@@ -129,6 +134,20 @@ def validate(config: ConfigDict):
     batch = config.training.batch_size
     if batch < 1:
         raise ConfigError(f"config.training.batch_size must be positive, got {batch}")
+    guided = config.guidance.p_uncond > 0 or config.guidance.cfg_scale is not None
+    if guided and not config.model.class_conditional:
+        raise ConfigError("config.guidance (p_uncond, cfg_scale) needs a class-conditional model; set "
+                          "--config.model.class_conditional=True (with a labelled dataset)")
+    if not 0.0 <= config.guidance.p_uncond < 1.0:
+        raise ConfigError(f"config.guidance.p_uncond must lie in [0, 1), got {config.guidance.p_uncond}")
+    if getattr(formulation.sampler, "variance", None) in ("npr", "sn"):
+        raise ConfigError("config.sampler.variance: 'npr' and 'sn' need a trained variance head, which the "
+                          "runner does not train yet; use 'analytic' (estimated per checkpoint) or the notebook API")
+    from . import variance as variance_lib
+
+    if config.variance.estimator not in variance_lib.ESTIMATORS:
+        raise ConfigError(f"config.variance.estimator: unknown {config.variance.estimator!r}; valid: "
+                          f"{', '.join(variance_lib.ESTIMATORS)}")
     shards = config.training.grad_shards
     if shards < 0 or (shards and batch % shards):
         raise ConfigError(f"config.training.grad_shards={shards} must be 0 or a positive divisor of "
@@ -155,6 +174,11 @@ class _ModelFn:
 
     def __call__(self, params, x, t, label=None):
         return apply_model(self.model, params, x, t, label)
+
+
+def model_fn(model) -> _ModelFn:
+    """The Flax network as `fn(params, x, t, label=None)`, hashable by the model (sampling compiles once)."""
+    return _ModelFn(model)
 
 
 def sample_labels(num_samples: int, num_classes: int):

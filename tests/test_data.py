@@ -253,7 +253,7 @@ def test_mixture_log_prob_is_the_ring_of_gaussians(key):
 def test_toy_sets_are_scaled_and_log_prob_exists_only_where_exact(toy):
     ds = load_dataset("toy2d", toy=toy)
     x = ds.batch(0, 4096)["x"]
-    assert ds.data_shape == (2,) and ds.size is None and ds.num_classes == 0
+    assert ds.data_shape == (2,) and ds.size is None and ds.num_classes == (8 if toy == "mixture" else 0)
     assert np.abs(x).max() < 3.5 and np.all((x.std(0) > 0.5) & (x.std(0) < 1.6))
     assert (ds.log_prob is None) == (toy in ("swiss_roll", "two_moons"))
     ref = ds.sample_reference(0, 4096)
@@ -317,3 +317,14 @@ def test_tfds_missing_data_or_package_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
     with pytest.raises(FileNotFoundError, match="needs tensorflow-datasets"):
         load_dataset("mnist", path=tmp_path)
+
+
+def test_mixture_rows_are_labelled_by_their_component():
+    ds = load_dataset("toy2d", toy="mixture")
+    rows = ds.batch(3, 2048)
+    angles = np.arctan2(rows["x"][:, 1], rows["x"][:, 0])
+    nearest = np.round(angles / (2 * np.pi / 8)).astype(int) % 8  # components sit at angles 2 pi k / 8
+    np.testing.assert_array_equal(rows["label"], nearest)
+    assert np.bincount(rows["label"], minlength=8).min() > 2048 / 8 * 0.7
+    x, labels = ds.sample_reference(0, 512, with_labels=True)
+    assert labels.shape == (512,) and labels.dtype == np.int32

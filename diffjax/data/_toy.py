@@ -40,18 +40,18 @@ def _ring_means() -> np.ndarray:
 
 def _draw_mixture(rng, n):
     comp = rng.integers(0, RING_COMPONENTS, n)
-    return _ring_means()[comp] + RING_STD * rng.standard_normal((n, 2))
+    return _ring_means()[comp] + RING_STD * rng.standard_normal((n, 2)), comp
 
 
 def _draw_checkerboard(rng, n):
     col = rng.integers(0, 4, n)
     row = 2 * rng.integers(0, 2, n) + col % 2  # col + row even: a black square
-    return np.stack([col, row], axis=1) - 2.0 + rng.random((n, 2))
+    return np.stack([col, row], axis=1) - 2.0 + rng.random((n, 2)), None
 
 
 def _draw_swiss_roll(rng, n):
     t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
-    return np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 5.0 + 0.05 * rng.standard_normal((n, 2))
+    return np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 5.0 + 0.05 * rng.standard_normal((n, 2)), None
 
 
 def _draw_two_moons(rng, n):
@@ -60,7 +60,7 @@ def _draw_two_moons(rng, n):
     outer = np.stack([np.cos(theta), np.sin(theta)], axis=1)
     inner = np.stack([1.0 - np.cos(theta), 0.5 - np.sin(theta)], axis=1)
     x = np.where(upper[:, None], outer, inner) + 0.1 * rng.standard_normal((n, 2))
-    return 1.5 * (x - np.array([0.5, 0.25]))
+    return 1.5 * (x - np.array([0.5, 0.25])), None
 
 
 _DRAW = {"mixture": _draw_mixture, "swiss_roll": _draw_swiss_roll, "checkerboard": _draw_checkerboard,
@@ -86,7 +86,9 @@ class Toy2D(Dataset):
     def __init__(self, toy: str = "mixture"):
         check_choice("toy", toy, TOYS)
         self.name, self.toy = "toy2d", toy
-        self.data_shape, self.num_classes, self.size = (2,), 0, None
+        # The mixture's rows carry their component as a label (8 classes), for conditional models.
+        self.data_shape, self.size = (2,), None
+        self.num_classes = RING_COMPONENTS if toy == "mixture" else 0
 
     @functools.cached_property
     def oracle(self):
@@ -109,18 +111,30 @@ class Toy2D(Dataset):
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` points `(n, 2)` float32 from `rng`."""
-        return _DRAW[self.toy](rng, n).astype(np.float32)
+        return self.draw_with_labels(rng, n)[0]
+
+    def draw_with_labels(self, rng: np.random.Generator, n: int):
+        """`(x (n, 2) float32, labels (n,) int32 or None)`: the mixture's labels are its components."""
+        x, labels = _DRAW[self.toy](rng, n)
+        return x.astype(np.float32), None if labels is None else labels.astype(np.int32)
 
     def _rows(self, seed, step, batch_size, lo, hi):
         c0, c1 = lo // _CHUNK, (hi - 1) // _CHUNK
-        chunks = [self.draw(np.random.default_rng((seed, step, c)), _CHUNK) for c in range(c0, c1 + 1)]
+        chunks = [self.draw_with_labels(np.random.default_rng((seed, step, c)), _CHUNK) for c in range(c0, c1 + 1)]
         start = lo - c0 * _CHUNK
-        return {"x": np.concatenate(chunks)[start:start + hi - lo]}
+        rows = {"x": np.concatenate([x for x, _ in chunks])[start:start + hi - lo]}
+        if self.num_classes:
+            rows["label"] = np.concatenate([y for _, y in chunks])[start:start + hi - lo]
+        return rows
+
+    def arrays(self, n: int = 4096, seed: int = 0) -> dict:
+        """`n` fixed rows (the first training batch of `seed`), standing in for a finite split."""
+        return self._rows(seed, 0, n, 0, n)
 
     def sample_reference(self, key_or_seed, n, *, with_labels=False):
         """`n` fresh points, on a random stream apart from every training batch."""
-        x = self.draw(reference_rng(key_or_seed, tag=0x70E), int(n))
-        return (x, None) if with_labels else x
+        x, labels = self.draw_with_labels(reference_rng(key_or_seed, tag=0x70E), int(n))
+        return (x, labels) if with_labels else x
 
     def __repr__(self):
         return f"Toy2D(toy={self.toy!r})"

@@ -190,7 +190,9 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
                         ema_decay=ema_decay(config.training.ema_decay, config.training.ema_halflife_images,
                                             config.training.batch_size),
                         skip_nonfinite=config.training.skip_nonfinite,
-                        grad_shards=config.training.grad_shards, mesh=mesh),
+                        grad_shards=config.training.grad_shards, mesh=mesh,
+                        label_dropout=((config.guidance.p_uncond, dataset.num_classes)
+                                       if config.guidance.p_uncond > 0 else None)),
         in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=0,

@@ -11,11 +11,14 @@ import optax
 from jax.sharding import PartitionSpec
 
 from ..experiment import apply_model
+from ..guidance import drop_labels
 from .state import TrainState, ema_update
+
+LABEL_DROPOUT_STREAM = 0x1ABE1  # a key stream of its own: runs without dropout draw exactly as before
 
 
 def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: float, skip_nonfinite: bool = False,
-                    grad_shards: int = 0, mesh=None):
+                    grad_shards: int = 0, mesh=None, label_dropout: tuple[float, int] | None = None):
     """Returns `train_step(state, batch) -> (state, metrics)`, pure and jit-able.
 
     The step's randomness is `fold_in(key(seed), step)`, so a resumed run draws exactly what an
@@ -28,10 +31,16 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
     The step is then bit-for-bit the same on any number of devices dividing G, at the cost of
     holding G gradients at once. With 0, the batch mean is reduced however the compiler splits it, which is
     faster but rounds differently on different device counts.
+
+    `label_dropout = (p_uncond, null_label)` replaces each label by the null label with probability p_uncond,
+    so one network learns the conditional and the unconditional model (classifier-free guidance, article (九)).
     """
 
     def batch_loss(params, key, x, label):
         loss_key, dropout_key = jax.random.split(key)
+        if label_dropout is not None and label is not None:
+            p_uncond, null_label = label_dropout
+            label = drop_labels(jax.random.fold_in(key, LABEL_DROPOUT_STREAM), label, p_uncond, null_label)
 
         def apply_fn(p, x, t, cond=None):
             return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key)
