@@ -128,7 +128,9 @@ class GaussianMixture:
             flat = x.reshape(x.shape[0], -1)
             alpha, sigma = process.alpha(t), process.sigma(t)
             x0 = self.posterior_mean(flat, alpha, sigma)
-            eps = (flat - _row(alpha, flat) * x0) / _row(sigma, flat)
+            s = _row(sigma, flat)
+            # At sigma = 0 (clean data, e.g. the flow at t = 0) E[eps | x_t] = -sigma * score = 0.
+            eps = jnp.where(s > 0, (flat - _row(alpha, flat) * x0) / jnp.where(s > 0, s, 1.0), 0.0)
             return from_x0_eps(process, flat, t, x0, eps, kind).reshape(x.shape)
 
         return Predictor(_ExactFn(exact, self, process, kind), kind=kind)
