@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-slow demo demo-oracle bench lint clean
+.PHONY: install test test-slow demo demo-oracle experiments bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ demo: install
 # Every DDPM-family sampler driven by the exact noise predictor of a 2-D Gaussian mixture.
 demo-oracle: install
 	$(BIN)/python experiments/demo_mixture.py --out runs/demo_oracle
+
+# The article experiments, one script per article at full size (0.5 to 2.5 minutes each on 2 CPU cores), each
+# writing a figure, a markdown table and its raw numbers into experiments/results/.
+experiments: install
+	@for name in ddim_eta_steps pf_ode_likelihood analytic_variance ode_solvers_nfe guidance_scale \
+			reflow_straightness; do \
+		echo "== experiments/$$name.py"; \
+		$(BIN)/python experiments/$$name.py --out experiments/results || exit 1; \
+	done
 
 bench: install
 	$(BIN)/python bench/run.py --out bench
