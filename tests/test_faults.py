@@ -87,7 +87,8 @@ def _committed_steps(workdir) -> list[int]:
 
 # --- 1. Preemption ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_preempted_run_saves_exits_0_and_resumes_bit_identical(tmp_path, uninterrupted, sig):
     workdir = tmp_path / "w"
     args = [f"--config.training.num_steps={STEPS}", "--config.training.checkpoint_every=100000",

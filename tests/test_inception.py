@@ -153,6 +153,7 @@ def test_missing_or_unreadable_weights_say_what_to_provide(tmp_path):
 
 
 # ---- fid end to end --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fid_with_random_inception_weights(weights):
     _, path = weights
     noise = _images(2, 32, seed=0)

@@ -281,6 +281,7 @@ def test_time_scale_multiplies_t():
 # Transformations
 
 
+@pytest.mark.slow
 def test_unet_is_jittable_differentiable_and_forward_differentiable():
     model = build_model("unet", **TINY_UNET)  # the configuration of the tests above: eager ops already compiled
     x, t, cond = _images((2, 8, 8, 1)), jnp.array([3.0, 40.0]), None

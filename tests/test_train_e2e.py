@@ -52,6 +52,7 @@ def test_config_trains_checkpoints_resumes_and_samples(article, tmp_path, capsys
     assert "sliced_w1" in json.loads((workdir / "samples" / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_digits_smoke_writes_an_image_grid(tmp_path):
     workdir = tmp_path / "digits"
     assert run_cli("train", "--config", config_path("ddpm", "digits,smoke"), "--workdir", str(workdir)) == 0
@@ -114,6 +115,7 @@ def test_eight_devices_match_one_device_bit_for_bit(tmp_path):
     assert info["devices"] == 8
 
 
+@pytest.mark.slow
 def test_unsharded_reduction_matches_to_rounding_on_eight_devices(tmp_path):
     """With `grad_shards=0` the compiler splits the batch mean over the devices, so the 8-device run rounds
     differently: rtol 1e-5 plus an absolute floor of 1e-3 learning rates.
@@ -175,8 +177,10 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resumes(tmp_path):
     assert int(restore_state(config, workdir)[0]) == steps[0]
 
 
-CONTINUOUS_AND_GUIDED = ["sde_vp", "sde_subvp", "sde_ve", "pf_ode", "analytic_dpm", "guidance_cfg", "edm", "ode_heat",
-                         "flow_matching", "rectified_flow"]
+# The slow ones share their code paths with a fast one (EM with pc, ODE with pf_ode, flow with rectified_flow).
+CONTINUOUS_AND_GUIDED = ["sde_ve", "pf_ode", "analytic_dpm", "guidance_cfg", "edm", "rectified_flow",
+                         *(pytest.param(a, marks=pytest.mark.slow)
+                           for a in ("sde_vp", "sde_subvp", "ode_heat", "flow_matching"))]
 
 
 @pytest.mark.parametrize("article", CONTINUOUS_AND_GUIDED)
