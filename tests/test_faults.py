@@ -43,12 +43,20 @@ def _constant_lr(config):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """Parameters of uninterrupted toy2d smoke runs (in this process, on 8 devices): STEPS steps as
-    configured, and 5 steps with a constant learning rate."""
-    return {STEPS: train(_config(num_steps=STEPS, checkpoint_every=STEPS, log_every=STEPS),
-                         tmp_path_factory.mktemp("reference")).state.params,
-            5: train(_constant_lr(_config(num_steps=5, checkpoint_every=5, log_every=5)),
-                     tmp_path_factory.mktemp("reference5")).state.params}
+    """Parameters of uninterrupted toy2d smoke runs: STEPS steps as configured, and 5 steps with a constant
+    learning rate. Run on 1 device in subprocesses (fast); toy configs reduce gradients in fixed shards, so the
+    8-device runs of this process and the 1-, 2- and 8-device subprocesses all reach the same bits."""
+    runs = {STEPS: [f"--config.training.num_steps={STEPS}", f"--config.training.checkpoint_every={STEPS}"],
+            5: ["--config.training.num_steps=5", CONSTANT_LR]}
+    procs = {steps: (_launch(tmp_path_factory.mktemp(f"reference{steps}") / "w", *args), args)
+             for steps, args in runs.items()}
+    out = {}
+    for steps, (proc, _) in procs.items():
+        log = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, log[-3000:]
+        workdir = pathlib.Path(proc.args[proc.args.index("--workdir") + 1])
+        out[steps] = restore_state(load_run_config(workdir), workdir)[1].params
+    return out
 
 
 def _assert_same_params(params, workdir):
