@@ -13,20 +13,6 @@ N = 4000  # samples per law comparison
 
 
 @pytest.fixture(scope="module")
-def mixture():
-    return gaussian_mixture(
-        weights=[0.2, 0.3, 0.5],
-        means=[[-2.0, -1.0], [0.0, 2.0], [2.0, -0.5]],
-        stds=[[0.3, 0.6], [0.5, 0.25], [0.4, 0.4]],
-    )
-
-
-@pytest.fixture(scope="module")
-def reference(mixture):
-    return mixture.sample(jax.random.key(100), N)
-
-
-@pytest.fixture(scope="module")
 def noise_floor(mixture, reference):
     """Sliced-W1 between the reference and fresh data draws of the same size: its mean + 4 std over 8 draws.
 

@@ -25,24 +25,10 @@ def _sliced_w1(x, y):
     return float(sliced_wasserstein(jax.random.key(7), x, y, num_projections=PROJECTIONS))
 
 
-@pytest.fixture(scope="module")
-def mixture():
-    return gaussian_mixture(
-        weights=[0.2, 0.3, 0.5],
-        means=[[-2.0, -1.0], [0.0, 2.0], [2.0, -0.5]],
-        stds=[[0.3, 0.6], [0.5, 0.25], [0.4, 0.4]],
-    )
-
-
 def _noise_floor(law, reference, draws=8):
     """Mean + 4 std of the sliced-W1 between `reference` and fresh draws of `law` of the same size."""
     null = [_sliced_w1(law.sample(jax.random.key(200 + i), len(reference)), reference) for i in range(draws)]
     return float(np.mean(null) + 4 * np.std(null))
-
-
-@pytest.fixture(scope="module")
-def reference(mixture):
-    return mixture.sample(jax.random.key(100), N)
 
 
 @pytest.fixture(scope="module")
