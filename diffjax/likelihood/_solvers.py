@@ -6,6 +6,7 @@ import diffrax
 import jax
 
 from .._checks import check_choice
+from ..samplers._ode import evaluations
 
 ADAPTIVE_SOLVERS = {
     "tsit5": diffrax.Tsit5,
@@ -45,7 +46,4 @@ def adaptive_solve(field, y0, args, t0: float, t1: float, solver: str, rtol: flo
     )
     y1 = jax.tree_util.tree_map(lambda leaf: leaf[-1], sol.ys)
     num_steps = sol.stats["num_steps"]
-    stages = len(method.tableau.c) + 1
-    fsal = int(bool(method.tableau.fsal))
-    nfe = fsal + (stages - fsal) * num_steps
-    return y1, num_steps, nfe
+    return y1, num_steps, evaluations(method, num_steps)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 
 from .._checks import check_choice
 from ..guidance import ClassifierGuided
 from ..variance import X0_VARIANCE_RULES, check_x0_variance_source
-from ._base import GridSampler, batched_time, grid_coefficients, step_noise
+from ._base import GridSampler, step_noise
 
 VARIANCES = ("beta", "posterior", *X0_VARIANCE_RULES)
 GUIDANCE_FORMS = ("eps", "mean")
@@ -56,10 +55,15 @@ class Ancestral(GridSampler):
         if self.guidance == "mean" and not isinstance(predictor, ClassifierGuided):
             raise ValueError("guidance='mean' needs a predictor from dj.guidance.classifier_guidance(...)")
 
-    def run(self, key, predictor, process, x_init, cond):
-        if self.variance in X0_VARIANCE_RULES or self.guidance == "mean":
-            return run_with_step_extras(self, key, predictor, process, x_init, cond)
-        return super().run(key, predictor, process, x_init, cond)
+    def predict(self, predictor, process, x, t, cond):
+        """Adds the scaled classifier gradient (`log_prob_grad`, with `guidance="mean"`, taken next to the
+        unguided mean) and the x_0 variance (`x0_var`, for the optimal variances) to `(x̂_0, eps)`."""
+        if self.guidance != "mean":
+            return with_x0_variance_extra(self, predictor, process, x, t, cond, *super().predict(
+                predictor, process, x, t, cond))
+        x0, eps = predictor.unguided_x0_eps(process, x, t, **cond)
+        extras = {"log_prob_grad": predictor.scaled_log_prob_grad(x, t, **cond)}
+        return with_x0_variance_extra(self, predictor, process, x, t, cond, x0, eps, extras)
 
     def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s, *, x0_var=None, log_prob_grad=None):
         """One step t -> s; `x0_var` is `var0_t` (optimal variances) and `log_prob_grad` the scaled
@@ -78,28 +82,9 @@ class Ancestral(GridSampler):
         return mean + jnp.sqrt(var).astype(x.dtype) * step_noise(key, step, x.shape, x.dtype)
 
 
-def run_with_step_extras(sampler, key, predictor, process, x_init, cond):
-    """`GridSampler.run` for steps that need more than `(x̂_0, eps)`: it also hands `update` the variance of x_0
-    given x_t (`x0_var`, from a `VariancePredictor`) or the scaled classifier gradient (`log_prob_grad`, from a
-    `ClassifierGuided` predictor with `guidance="mean"`). `nfe` counts evaluations of the mean model."""
-    ts = sampler.grid(process)
-    coefs = grid_coefficients(process, ts)
-    mean_shift = getattr(sampler, "guidance", "eps") == "mean"
-
-    def step(x, inputs):
-        i, t, *step_coefs = inputs
-        t_batch = batched_time(t, x)
-        extras = {}
-        if mean_shift:
-            x0, eps = predictor.unguided_x0_eps(process, x, t_batch, **cond)
-            extras["log_prob_grad"] = predictor.scaled_log_prob_grad(x, t_batch, **cond)
-        else:
-            x0, eps = predictor.x0_eps(process, x, t_batch, **cond)
-        if sampler.variance in X0_VARIANCE_RULES:
-            extras["x0_var"] = predictor.x0_variance(sampler.variance, process, x, t_batch, eps, **cond)
-        return sampler.update(key, i, x, x0, eps, *step_coefs, **extras), None
-
-    x, _ = jax.lax.scan(step, x_init, (jnp.arange(ts.shape[0]), ts, *coefs))
-    if sampler.clip_final:
-        x = sampler.clip(x)
-    return x, {"nfe": jnp.asarray(ts.shape[0], jnp.int32)}
+def with_x0_variance_extra(sampler, predictor, process, x, t, cond, x0, eps, extras):
+    """`(x0, eps, extras)` with `x0_var`, the variance of x_0 given x_t from a `VariancePredictor`, added when
+    `sampler.variance` is one of the optimal variances of articles (七)–(八). `nfe` counts mean-model calls."""
+    if sampler.variance in X0_VARIANCE_RULES:
+        extras = {**extras, "x0_var": predictor.x0_variance(sampler.variance, process, x, t, eps, **cond)}
+    return x0, eps, extras

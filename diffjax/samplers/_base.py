@@ -100,13 +100,19 @@ class GridSampler(Sampler):
 
         def step(x, inputs):
             i, t, *step_coefs = inputs
-            x0, eps = predictor.x0_eps(process, x, batched_time(t, x), **cond)
-            return self.update(key, i, x, x0, eps, *step_coefs), None
+            x0, eps, extras = self.predict(predictor, process, x, batched_time(t, x), cond)
+            return self.update(key, i, x, x0, eps, *step_coefs, **extras), None
 
         x, _ = jax.lax.scan(step, x_init, (jnp.arange(ts.shape[0]), ts, *coefs))
         if self.clip_final:
             x = self.clip(x)
         return x, {"nfe": jnp.asarray(ts.shape[0], jnp.int32)}
+
+    def predict(self, predictor, process, x, t, cond):
+        """`(x̂_0, eps, extras)` at `(x_t, t)`: one model evaluation, and keyword arguments for `update` beyond
+        the pair (none here; e.g. the x_0 variance of the optimal-variance samplers)."""
+        x0, eps = predictor.x0_eps(process, x, t, **cond)
+        return x0, eps, {}
 
     def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s):
         """One step t -> s from `x` given the predicted `(x0, eps)`; grid samplers implement it."""

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from .._checks import check_choice
 from ..variance import X0_VARIANCE_RULES, check_x0_variance_source
-from ._ancestral import run_with_step_extras
+from ._ancestral import with_x0_variance_extra
 from ._base import GridSampler, batched_time, step_noise
 
 VARIANCES = ("eta", *X0_VARIANCE_RULES)
@@ -48,10 +48,10 @@ class DDIM(GridSampler):
         if self.variance in X0_VARIANCE_RULES:
             check_x0_variance_source(self.variance, predictor)
 
-    def run(self, key, predictor, process, x_init, cond):
-        if self.variance in X0_VARIANCE_RULES:
-            return run_with_step_extras(self, key, predictor, process, x_init, cond)
-        return super().run(key, predictor, process, x_init, cond)
+    def predict(self, predictor, process, x, t, cond):
+        """Adds `x0_var`, the variance of x_0 given x_t, for the optimal variances (七)–(八)."""
+        return with_x0_variance_extra(self, predictor, process, x, t, cond, *super().predict(
+            predictor, process, x, t, cond))
 
     def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s, *, x0_var=None):
         """One step t -> s; `x0_var` is `var0_t` for the optimal variances, supplied by `run`."""
