@@ -20,6 +20,20 @@ def get_config() -> ConfigDict:
         beta_end=placeholder(float), cosine_s=placeholder(float), max_beta=placeholder(float),
         beta_min=placeholder(float), beta_max=placeholder(float), t_eps=placeholder(float),
         sigma_min=placeholder(float), sigma_max=placeholder(float), t_end=placeholder(float),
+        # UDM corruptions, articles (十)(十一): cold_blur, mask_pixels (udm_gaussian takes ddpm's knobs)
+        kernel_size=placeholder(int), blur_std_start=placeholder(float), blur_std_step=placeholder(float),
+        cold_noise_sigma=placeholder(float), mask_seed=placeholder(int),
+        # token_mask, edit (None: the dataset's sequence length and vocabulary)
+        seq_len=placeholder(int), vocab_size=placeholder(int), mask_token=placeholder(int),
+        # pfgm, article (十三)
+        M=placeholder(int), tau=placeholder(float), sigma_end=placeholder(float), gamma=placeholder(float),
+        z_max=placeholder(float), z_min=placeholder(float), upper_norm=placeholder(float),
+        lower_norm=placeholder(float), z_exp=placeholder(float), restrict_M=placeholder(bool),
+        target=placeholder(str), large_batch=placeholder(int), small_batch=placeholder(int),
+        time_input=placeholder(str),
+        # green, article (十四)
+        kernel=placeholder(str), T=placeholder(float), t_min=placeholder(float), prior_center=placeholder(float),
+        psi=placeholder(str),
     ))
 
     # What the network outputs (eps | x0 | v | score | velocity).
@@ -32,6 +46,9 @@ def get_config() -> ConfigDict:
         sigma_data=placeholder(float), p_mean=placeholder(float), p_std=placeholder(float),
         t_min=placeholder(float), t_max=placeholder(float), logit_mean=placeholder(float),
         logit_std=placeholder(float),
+        # non-Gaussian objectives: masked_ce/edit_ce, pfgm, udm_encoder, green_velocity
+        positions=placeholder(str), chunk_size=placeholder(int), latent_norm=placeholder(bool),
+        t_low=placeholder(float), t_high=placeholder(float),
     ))
 
     # How data is rebuilt: diffjax.sampler(name, **knobs).
@@ -47,25 +64,48 @@ def get_config() -> ConfigDict:
         solver=placeholder(str), adaptive=placeholder(bool), rtol=placeholder(float), atol=placeholder(float),
         max_steps=placeholder(int),
         # heun / euler (EDM), dpm_solver
-        order=placeholder(int), S_churn=placeholder(float), S_tmin=placeholder(float), S_tmax=placeholder(float),
+        S_churn=placeholder(float), S_tmin=placeholder(float), S_tmax=placeholder(float),
         S_noise=placeholder(float), variable=placeholder(str), method=placeholder(str),
+        # untyped: an int for dpm_solver/heun (1, 2), a word for unmask (random, confidence)
+        order=None,
+        # udm (reverse: baseline | deterministic | mixed; sigma_tilde: a float or 'ddpm'), cold (method: naive |
+        # improved), unmask, edit, pfgm/green_ode (solver, adaptive, rtol, atol, steps)
+        reverse=placeholder(str), sigma_tilde=None, sample_x0=placeholder(str), unmask_per_step=placeholder(int),
+        temperature=placeholder(float), select=placeholder(str), time_variable=placeholder(str),
     ))
 
     # Article (九): classifier-free guidance. p_uncond drops labels to the null class in training; cfg_scale
     # w samples with (1 + w) eps(x, y) - w eps(x, null). Both need model.class_conditional.
-    c.guidance = ConfigDict(dict(p_uncond=0.0, cfg_scale=placeholder(float)))
+    # Classifier guidance: with classifier_scale gamma set, a noise-conditional classifier (section `classifier`)
+    # is trained after the model in W/classifier, and sampling adds gamma grad log p(y | x_t, t): in eps-form for
+    # every sampler, or as a mean shift with sampler.guidance='mean' (ancestral). classifier_input: x_t | x0_hat.
+    c.guidance = ConfigDict(dict(p_uncond=0.0, cfg_scale=placeholder(float), classifier_scale=placeholder(float),
+                                 classifier_input="x_t"))
+    # The noisy classifier of classifier guidance: a residual MLP over the flattened x_t (None: the model's
+    # training.num_steps and optimizer.learning_rate).
+    c.classifier = ConfigDict(dict(hidden=256, depth=3, num_steps=placeholder(int), learning_rate=placeholder(float)))
+
+    # Article (十七): reflow. After the main run, each of `rounds` rounds carries num_pairs prior draws to data
+    # with the previous flow's ODE (solver: euler with ode_steps steps, or adaptive tsit5/dopri5), then trains the
+    # next flow on those pairs from the previous weights for num_steps (None: training.num_steps), in W/reflow_<r>.
+    c.reflow = ConfigDict(dict(rounds=0, num_pairs=4000, num_steps=placeholder(int), solver="tsit5", ode_steps=100))
 
     # Articles (七)(八): the x_0-variance table of sampler.variance='analytic', estimated once per checkpoint
     # with the trained model at the sampler's grid times and cached in W/variance/.
-    c.variance = ConfigDict(dict(estimator="eps_norm", num_samples=256))
+    # Article (八): sampler.variance='npr' or 'sn' trains a variance head of the model's architecture with the
+    # model frozen, after the main run, in W/variance_head, for head_steps steps (None: training.num_steps).
+    c.variance = ConfigDict(dict(estimator="eps_norm", num_samples=256, head_steps=placeholder(int)))
 
     # The network: diffjax.models.build_model(name, **preset, **knobs).
     c.model = ConfigDict(dict(
         name="unet", preset=placeholder(str), class_conditional=False,
         # MLP
-        hidden=placeholder(int), depth=placeholder(int), time_embed_dim=placeholder(int),
+        hidden=placeholder(int), depth=placeholder(int), time_embed_dim=placeholder(int), out_dim=placeholder(int),
+        # Transformer (token data)
+        vocab_size=placeholder(int), num_layers=placeholder(int), num_heads=placeholder(int), width=placeholder(int),
+        mlp_ratio=placeholder(float),
         # U-Net
-        ch=placeholder(int), ch_mult=placeholder(tuple), num_res_blocks=placeholder(int),
+        out_channels=placeholder(int), ch=placeholder(int), ch_mult=placeholder(tuple), num_res_blocks=placeholder(int),
         attn_resolutions=placeholder(tuple), num_groups=placeholder(int), resamp_with_conv=placeholder(bool),
         skip_rescale=placeholder(bool),
         # both
@@ -82,6 +122,10 @@ def get_config() -> ConfigDict:
         # > 0: cut each batch into this many shards whose gradients are added in a fixed order, so a run gives
         # bit-identical parameters on any device count dividing it (costs that many gradient copies at once).
         grad_shards=0,
+        # Parameter sharding (docs/scaling.md): split every state leaf (params, EMA, optimizer moments) of at least
+        # fsdp_min_size elements over `fsdp` devices, a divisor of the device count (1 = replicated); the mesh is
+        # (devices / fsdp, fsdp) and the batch is split over all devices either way. May change on resume.
+        fsdp=1, fsdp_min_size=2**16,
         progress_bar=True,
     ))
 

@@ -12,6 +12,7 @@ from typing import Any
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
+from . import catalog
 from . import objectives as objectives_lib
 from . import processes as processes_lib
 from . import samplers as samplers_lib
@@ -42,9 +43,30 @@ class Formulation:
     sampler: samplers_lib.Sampler
 
 
-def build_process(config: ConfigDict):
+def _data_knobs(config: ConfigDict, dataset) -> dict[str, Any]:
+    """Process knobs a corruption takes from its data when the config leaves them unset: a token process's
+    sequence length and vocabulary."""
+    family = catalog.family("process", config.process.name)
+    if family != "discrete" or dataset is None:
+        return {}
+    knobs = {}
+    if config.process.seq_len is None:
+        knobs["seq_len"] = int(dataset.data_shape[0])
+    if config.process.vocab_size is None:
+        knobs["vocab_size"] = int(getattr(dataset, "vocab_size", 0) or 0)
+    return knobs
+
+
+def build_process(config: ConfigDict, dataset=None):
+    """The process named by `config.process`; corruptions that need their data get it here (the token
+    processes' length and vocabulary, the cold blur's prior fitted to the data's channel means)."""
     try:
-        return processes_lib.process(config.process.name, **_set_knobs(config.process))
+        process = catalog.process(config.process.name, **_set_knobs(config.process), **_data_knobs(config, dataset))
+        if config.process.name == "cold_blur" and dataset is not None:
+            from .udm import fit_blur_prior
+
+            process = fit_blur_prior(process, dataset.arrays()["x"][:5000])
+        return process
     except ValueError as e:
         message = str(e)
         if message.startswith("unknown knob"):  # typically left over from the article config's process
@@ -54,13 +76,11 @@ def build_process(config: ConfigDict):
 
 def build_sampler(config: ConfigDict, process, prediction: str) -> samplers_lib.Sampler:
     try:
-        sampler = samplers_lib.sampler(config.sampler.name, **_set_knobs(config.sampler))
-        stand_in = Predictor(lambda x, t: x, kind=prediction)
-        if getattr(sampler, "variance", None) == "analytic":  # the runner estimates the table per checkpoint
-            from .variance import VarianceTable, with_x0_variance
-
-            stand_in = with_x0_variance(stand_in, VarianceTable(jnp.zeros((1,)), jnp.zeros((1,))))
-        sampler.validate(process, stand_in)
+        knobs = _set_knobs(config.sampler)
+        if isinstance(knobs.get("sigma_tilde"), str) and knobs["sigma_tilde"] != "ddpm":
+            knobs["sigma_tilde"] = float(knobs["sigma_tilde"])
+        sampler = catalog.sampler(config.sampler.name, **knobs)
+        sampler.validate(process, _stand_in(config, process, sampler, prediction))
     except ValueError as e:
         message = str(e)
         if message.startswith("unknown knob"):  # typically left over from the article config's sampler
@@ -69,11 +89,67 @@ def build_sampler(config: ConfigDict, process, prediction: str) -> samplers_lib.
     return sampler
 
 
-def build_formulation(config: ConfigDict) -> Formulation:
+def _stand_in(config: ConfigDict, process, sampler, prediction: str) -> Predictor:
+    """A predictor shaped like the one the runner will sample with, to validate the sampler before training:
+    with a variance table (estimated per checkpoint) or head (trained in a second stage), and classifier-guided
+    when `guidance.classifier_scale` is set."""
+    stand_in = Predictor(_identity, kind=prediction)
+    variance = getattr(sampler, "variance", None)
+    if variance in ("analytic", "npr", "sn"):
+        from .variance import VarianceHead, VarianceTable, with_x0_variance
+
+        source = VarianceTable(jnp.zeros((1,)), jnp.zeros((1,))) if variance == "analytic" else VarianceHead(_identity)
+        stand_in = with_x0_variance(stand_in, source)
+    if config.guidance.classifier_scale is not None:
+        from .guidance import classifier_guidance
+
+        stand_in = classifier_guidance(stand_in, process, _no_logits, scale=config.guidance.classifier_scale,
+                                       label_key="label", classifier_input=config.guidance.classifier_input)
+    return stand_in
+
+
+def _identity(x, t, **cond):
+    return x
+
+
+def _no_logits(params, x, t):
+    return jnp.zeros((x.shape[0], 1), x.dtype)
+
+
+def _extra_objective(config: ConfigDict, process):
+    """A non-Gaussian family's objective: its own knobs (and the prediction kind for the UDM restorers)."""
+    knobs = _set_knobs(config.objective, exclude=("name", "reduction", "time_sampling"))
+    if catalog.family("objective", config.objective.name) == "udm":
+        knobs.setdefault("reduction", config.objective.reduction)
+        if config.objective.name != "udm_encoder":
+            knobs["prediction"] = config.prediction
+    if config.objective.time_sampling is not None:
+        knobs["time_sampling"] = config.objective.time_sampling
+    return catalog.objective(config.objective.name, process, **knobs)
+
+
+def build_formulation(config: ConfigDict, dataset=None) -> Formulation:
     """Builds and cross-checks process, prediction kind, objective and sampler."""
-    process = build_process(config)
+    process = build_process(config, dataset)
     if config.prediction not in KINDS:
         raise ConfigError(f"config.prediction: unknown kind {config.prediction!r}; valid: {', '.join(KINDS)}")
+    family = catalog.family("process", config.process.name)
+    if family != "gaussian":
+        for kind in ("objective", "sampler"):
+            name = config[kind].name
+            other = catalog.family(kind, name)
+            if other not in (family, "gaussian") or (other == "gaussian" and kind == "objective"):
+                raise ConfigError(f"config.{kind}.name: {name!r} does not go with the {family} process "
+                                  f"{config.process.name!r}; choose a {kind} of the {family} family")
+        try:
+            objective = _extra_objective(config, process)
+        except (ValueError, TypeError) as e:
+            raise _rethrow("objective", ValueError(str(e))) from None
+        return Formulation(process, config.prediction, objective, build_sampler(config, process, config.prediction))
+    if catalog.family("sampler", config.sampler.name) != "gaussian":
+        raise ConfigError(f"config.sampler.name: {config.sampler.name!r} samples a "
+                          f"{catalog.family('sampler', config.sampler.name)} process, not the Gaussian process "
+                          f"{config.process.name!r}; choose one of {', '.join(samplers_lib.SAMPLERS)}")
     try:
         objective = objectives_lib.objective(
             config.objective.name, process, prediction=config.prediction,
@@ -116,33 +192,58 @@ def model_kwargs(config: ConfigDict, num_classes: int) -> dict[str, Any]:
     return kwargs
 
 
-def build_model(config: ConfigDict, num_classes: int):
+def _output_knobs(config: ConfigDict, dataset, process) -> dict[str, Any]:
+    """What the data and process fix about the network: a token vocabulary, or PFGM's extra field channel."""
+    knobs: dict[str, Any] = {}
+    if dataset is not None and config.model.name == "transformer" and config.model.vocab_size is None:
+        knobs["vocab_size"] = int(getattr(dataset, "vocab_size", 0) or 0)
+    if dataset is not None and catalog.family("process", config.process.name) == "pfgm":
+        shape = tuple(dataset.data_shape)
+        if config.model.name == "mlp" and len(shape) == 1:
+            knobs["out_dim"] = shape[0] + 1  # (B, D) -> (B, D + 1): the field's x and z parts
+        elif config.model.name == "unet":
+            knobs["out_channels"] = shape[-1] + 1  # the z part is the mean of the extra channel
+        else:
+            raise ConfigError("config.model: PFGM needs an MLP on vector data or a U-Net on images (it predicts "
+                              "one extra field component)")
+    return knobs
+
+
+def build_model(config: ConfigDict, num_classes: int, *, dataset=None, process=None):
     """The Flax network named by `config.model`."""
     from . import models as models_lib
 
     try:
-        return models_lib.build_model(config.model.name, **model_kwargs(config, num_classes))
+        kwargs = model_kwargs(config, num_classes)
+        kwargs.update(_output_knobs(config, dataset, process))
+        return models_lib.build_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.model: {e}") from None
 
 
 def validate(config: ConfigDict):
     """Builds everything a run needs except compiled code; returns `(formulation, dataset, model)`."""
-    formulation = build_formulation(config)
     dataset = build_dataset(config)
-    model = build_model(config, dataset.num_classes)
+    formulation = build_formulation(config, dataset)
+    model = build_model(config, dataset.num_classes, dataset=dataset, process=formulation.process)
     batch = config.training.batch_size
     if batch < 1:
         raise ConfigError(f"config.training.batch_size must be positive, got {batch}")
+    if catalog.family("process", config.process.name) != "gaussian" and (
+            config.guidance.p_uncond > 0 or config.guidance.cfg_scale is not None
+            or config.guidance.classifier_scale is not None):
+        raise ConfigError("config.guidance: guidance is built for the Gaussian processes; unset it for "
+                          f"{config.process.name!r}")
     guided = config.guidance.p_uncond > 0 or config.guidance.cfg_scale is not None
     if guided and not config.model.class_conditional:
         raise ConfigError("config.guidance (p_uncond, cfg_scale) needs a class-conditional model; set "
                           "--config.model.class_conditional=True (with a labelled dataset)")
     if not 0.0 <= config.guidance.p_uncond < 1.0:
         raise ConfigError(f"config.guidance.p_uncond must lie in [0, 1), got {config.guidance.p_uncond}")
-    if getattr(formulation.sampler, "variance", None) in ("npr", "sn"):
-        raise ConfigError("config.sampler.variance: 'npr' and 'sn' need a trained variance head, which the "
-                          "runner does not train yet; use 'analytic' (estimated per checkpoint) or the notebook API")
+    if config.guidance.classifier_scale is not None and config.guidance.cfg_scale is not None:
+        raise ConfigError("config.guidance: choose classifier guidance (classifier_scale) or classifier-free "
+                          "guidance (cfg_scale), not both; unset one with =None")
+    _check_stages(config, dataset)
     from . import variance as variance_lib
 
     if config.variance.estimator not in variance_lib.ESTIMATORS:
@@ -153,6 +254,29 @@ def validate(config: ConfigDict):
         raise ConfigError(f"config.training.grad_shards={shards} must be 0 or a positive divisor of "
                           f"training.batch_size={batch}")
     return formulation, dataset, model
+
+
+def _check_stages(config: ConfigDict, dataset) -> None:
+    """The stage settings' own checks of `training.stages` (before anything compiles)."""
+    if config.guidance.classifier_scale is not None:
+        if dataset.num_classes <= 0:
+            raise ConfigError(f"config.guidance.classifier_scale needs a labelled dataset to train the classifier; "
+                              f"{config.data.name!r} has no labels")
+        from .guidance import CLASSIFIER_INPUTS
+
+        if config.guidance.classifier_input not in CLASSIFIER_INPUTS:
+            raise ConfigError(f"config.guidance.classifier_input: unknown {config.guidance.classifier_input!r}; "
+                              f"valid: {', '.join(CLASSIFIER_INPUTS)}")
+        if config.classifier.hidden < 1 or config.classifier.depth < 0:
+            raise ConfigError("config.classifier needs hidden >= 1 and depth >= 0")
+    if config.reflow.rounds < 0:
+        raise ConfigError(f"config.reflow.rounds must be >= 0, got {config.reflow.rounds}")
+    if config.reflow.rounds and config.prediction != "velocity":
+        raise ConfigError("config.reflow.rounds needs a velocity model on the flow process (configs/reflow.py); "
+                          f"got prediction {config.prediction!r}")
+    if config.reflow.rounds and config.model.class_conditional:
+        raise ConfigError("config.reflow.rounds: reflow of a class-conditional flow is not supported; "
+                          "set --config.model.class_conditional=False")
 
 
 def apply_model(model, params, x, t, cond=None, *, train: bool = False, dropout_key=None):

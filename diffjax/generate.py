@@ -29,14 +29,19 @@ def load_run_config(workdir: str | pathlib.Path, overrides=()) -> ConfigDict:
         raise ConfigError(f"workdir {str(workdir)!r} holds no run (no config.json); train first: "
                           f"diffjax train --config ... --workdir {workdir}")
     config = apply_overrides(from_json(path.read_text()), overrides)
-    build_formulation(config)  # validates overrides such as a new sampler before anything compiles
+    build_formulation(config, build_dataset(config))  # validates overrides (e.g. a sampler) before compiling
     return config
 
 
-def run_predictor(config: ConfigDict, formulation, model, params, *, variance_table=None) -> Predictor:
+def run_predictor(config: ConfigDict, formulation, model, params, *, variance_table=None, workdir=None,
+                  dataset=None) -> Predictor:
     """The trained network as the sampler sees it: with classifier-free guidance when `guidance.cfg_scale`
-    is set (article (九)) and with its x_0-variance table for `sampler.variance='analytic'` (七)."""
-    terms = formulation.objective.terms
+    is set (article (九)) and with its x_0-variance table for `sampler.variance='analytic'` (七).
+
+    Given the run's `workdir` (and `dataset`), it also brings in what second stages trained there: the noisy
+    classifier of `guidance.classifier_scale` (九) and the NPR/SN variance head of `sampler.variance` (八).
+    """
+    terms = getattr(formulation.objective, "terms", None)
     if getattr(terms, "precond", None) is not None:  # EDM: the network is the raw F inside D = c_skip x + c_out F
         model_predictor = precondition(model_fn(model), formulation.process, terms.precond, terms.sigma_data,
                                        params=params)
@@ -47,6 +52,14 @@ def run_predictor(config: ConfigDict, formulation, model, params, *, variance_ta
                               label_key="label")
     if variance_table is not None:
         model_predictor = with_x0_variance(model_predictor, variance_table)
+    if workdir is not None:
+        from .training import stages
+
+        if stages.uses_variance_head(config):
+            model_predictor = with_x0_variance(model_predictor, stages.variance_head(config, pathlib.Path(workdir)))
+        if stages.uses_classifier(config):
+            model_predictor = stages.classifier_guided(config, pathlib.Path(workdir), formulation, model_predictor,
+                                                       dataset)
     return model_predictor
 
 
@@ -78,28 +91,58 @@ def x0_variance_table(config: ConfigDict, formulation, model, params, dataset, w
 
 
 def generate(config: ConfigDict, formulation, model, params, data_shape, num_samples: int, *,
-             seed: int | None = None, variance_table=None):
+             seed: int | None = None, variance_table=None, workdir=None, dataset=None, mesh=None):
     """Draws `num_samples` samples in equal batches of `sampling.batch_size`; returns `(samples, labels)`.
+
+    Each batch is split over all devices of `mesh` (default: the run's mesh, with `training.fsdp`): the prior
+    draw `x_T` and the labels are placed row-sharded and XLA partitions the whole jitted sampler along the batch,
+    so D devices draw a D times larger `sampling.batch_size` in one call. A batch that the device count does not
+    divide is padded up to the next multiple and the extra rows are dropped. Batch i draws from
+    `fold_in(key, i)` exactly as an unsharded `sample` call would, so with the same (padded) batch size the
+    samples equal a single device's to rounding. `params` must live on `mesh`'s devices (as `train` and
+    `restore_state` leave them, FSDP-sharded or not) or be uncommitted.
 
     Conditional models get round-robin labels. Every batch reuses one compiled sampler.
     """
-    batch = min(int(config.sampling.batch_size), num_samples)
+    from .training import mesh as mesh_lib
+    from .training.loop import make_mesh
+
+    mesh = make_mesh(config) if mesh is None else mesh
+    rows = mesh_lib.batch_sharding(mesh)
+    batch = mesh_lib.padded_batch(min(int(config.sampling.batch_size), num_samples), mesh)
     num_batches = -(-num_samples // batch)
     num_classes = int(getattr(model, "num_classes", 0) or 0)
+    if config.guidance.classifier_scale is not None:  # an unconditional model steered to round-robin classes
+        num_classes = int(dataset.num_classes)
     labels = sample_labels(num_batches * batch, num_classes) if num_classes else None
     key = jax.random.key(config.seed + 1 if seed is None else seed)
-    model_predictor = run_predictor(config, formulation, model, params, variance_table=variance_table)
+    model_predictor = run_predictor(config, formulation, model, params, variance_table=variance_table,
+                                    workdir=workdir, dataset=dataset)
+    shape = (batch, *data_shape)
+    prior = jax.jit(lambda k: formulation.sampler.prior(k, formulation.process, shape), out_shardings=rows)
+    host_labels = None if labels is None else np.asarray(labels)
     chunks = []
     for i in range(num_batches):
-        cond = None if labels is None else {"label": labels[i * batch:(i + 1) * batch]}
-        chunks.append(np.asarray(sample(jax.random.fold_in(key, i), model_predictor, formulation.process,
-                                        formulation.sampler, (batch, *data_shape), cond=cond)))
+        run_key, prior_key = jax.random.split(jax.random.fold_in(key, i))  # the split `sample` makes without x_init
+        cond = None
+        if host_labels is not None:
+            part = host_labels[i * batch:(i + 1) * batch]
+            cond = {"label": jax.make_array_from_callback(part.shape, rows, lambda index, part=part: part[index])}
+        x = sample(run_key, model_predictor, formulation.process, formulation.sampler, shape, cond=cond,
+                   x_init=prior(prior_key))
+        if not x.is_fully_addressable:  # several processes: every one gets all rows
+            from jax.experimental import multihost_utils
+
+            x = multihost_utils.process_allgather(x, tiled=True)
+        chunks.append(np.asarray(x))
     samples = np.concatenate(chunks)[:num_samples]
     return samples, (None if labels is None else np.asarray(labels)[:num_samples])
 
 
-def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | None) -> list[pathlib.Path]:
-    """Writes `samples.npz` (key `samples`, and `labels` when conditional) and `samples.png`."""
+def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | None, *,
+                  images: np.ndarray | None = None) -> list[pathlib.Path]:
+    """Writes `samples.npz` (key `samples`, and `labels` when conditional) and `samples.png` (of `images`, the
+    samples as pictures, when given: e.g. token sequences of a binarised image set)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,6 +152,7 @@ def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | N
     arrays = {"samples": samples} if labels is None else {"samples": samples, "labels": labels}
     np.savez(out / "samples.npz", **arrays)
     fig_path = out / "samples.png"
+    samples = samples if images is None else images
     if samples.ndim == 2 and samples.shape[1] == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
@@ -133,17 +177,39 @@ def write_samples(out: pathlib.Path, samples: np.ndarray, labels: np.ndarray | N
     return [out / "samples.npz", fig_path]
 
 
-def evaluate_samples(config: ConfigDict, samples: np.ndarray, dataset) -> dict:
-    """Metrics of samples against the data: toy sets, digits (classifier) or images (FID)."""
+def as_images(samples: np.ndarray, dataset) -> np.ndarray:
+    """Token samples of a binarised image set as images in [-1, 1] `(n, H, W, 1)` (other samples unchanged)."""
+    side = int(round(np.sqrt(samples.shape[-1])))
+    if getattr(dataset, "vocab_size", None) != 2 or samples.ndim != 2 or side * side != samples.shape[-1]:
+        return samples
+    return (2.0 * samples.astype(np.float32) - 1.0).reshape(len(samples), side, side, 1)
+
+
+def evaluate_samples(config: ConfigDict, samples: np.ndarray, dataset, labels: np.ndarray | None = None) -> dict:
+    """Metrics of samples against the data: toy sets, digits (classifier) or images (FID).
+
+    With the `labels` the samples were drawn for, `class_accuracy` is the fraction the data's own classifier
+    assigns to them: the exact Bayes classifier of the toy mixture, the digits classifier for digits.
+    """
     from . import evaluation
 
     name = config.data.name
     if name == "toy2d":
-        return {k: float(v) for k, v in evaluation.toy_metrics(jax.random.key(config.seed + 2),
-                                                               jnp.asarray(samples), dataset).items()}
-    if name == "digits":
+        metrics = {k: float(v) for k, v in evaluation.toy_metrics(jax.random.key(config.seed + 2),
+                                                                  jnp.asarray(samples), dataset).items()}
+        if labels is not None and dataset.oracle is not None:
+            assigned = np.asarray(dataset.oracle.responsibilities(jnp.asarray(samples))).argmax(-1)
+            metrics["class_accuracy"] = float(np.mean(assigned == labels))
+        return metrics
+    if name == "binary_digits":  # 64 binary tokens are an 8x8 image in {-1, 1}
+        samples = as_images(samples, dataset)
+    if name in ("digits", "binary_digits"):
         classifier = evaluation.load_digits_classifier(config.evaluation.classifier_path)
-        return {k: float(v) for k, v in evaluation.digits_metrics(samples, classifier).items()}
+        metrics = {k: float(v) for k, v in evaluation.digits_metrics(samples, classifier).items()}
+        if labels is not None:
+            logits, _ = classifier.logits_and_features(samples)
+            metrics["class_accuracy"] = float(np.mean(np.asarray(logits).argmax(-1) == labels))
+        return metrics
     if config.evaluation.inception_path is None:
         return {"note": "FID skipped: set evaluation.inception_path to local InceptionV3 weights"}
     reference = dataset.sample_reference(config.seed + 3, config.evaluation.num_reference)
@@ -153,22 +219,23 @@ def evaluate_samples(config: ConfigDict, samples: np.ndarray, dataset) -> dict:
 def sample_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path, *, params_state=None,
                         num_samples: int | None = None) -> dict:
     """Samples with the run's (EMA) weights, writes `W/samples/`, evaluates, writes `metrics.json`."""
-    from .training import restore_state
 
     workdir = pathlib.Path(workdir)
     formulation, dataset, model = validate(config)
     if params_state is None:
-        _, params_state = restore_state(config, workdir)
+        from .training.stages import sampling_state
+
+        _, params_state = sampling_state(config, workdir)
     params = params_state.ema_params if config.sampling.use_ema else params_state.params
     num = int(num_samples or config.sampling.num_samples)
     table = None
     if needs_variance_table(formulation):
         table = x0_variance_table(config, formulation, model, params, dataset, workdir, int(params_state.step))
     samples, labels = generate(config, formulation, model, params, tuple(dataset.data_shape), num,
-                               variance_table=table)
+                               variance_table=table, workdir=workdir, dataset=dataset)
     out = workdir / SAMPLES_DIR
-    paths = write_samples(out, samples, labels) if jax.process_index() == 0 else []
-    metrics = evaluate_samples(config, samples, dataset)
+    paths = write_samples(out, samples, labels, images=as_images(samples, dataset)) if jax.process_index() == 0 else []
+    metrics = evaluate_samples(config, samples, dataset, labels)
     if jax.process_index() == 0:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         paths.append(out / "metrics.json")
@@ -180,7 +247,9 @@ def evaluate_workdir(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
     path = pathlib.Path(workdir) / SAMPLES_DIR / "samples.npz"
     if not path.exists():
         raise ConfigError(f"no samples at {str(path)!r}; run: diffjax sample --workdir {workdir}")
-    metrics = evaluate_samples(config, np.load(path)["samples"], build_dataset(config))
+    with np.load(path) as saved:
+        samples, labels = saved["samples"], saved["labels"] if "labels" in saved.files else None
+    metrics = evaluate_samples(config, samples, build_dataset(config), labels)
     (path.parent / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -213,7 +213,7 @@ def test_unknown_names_knobs_and_splits_list_the_valid_ones():
         load_dataset("toy2d", toy="spiral")
     with pytest.raises(ValueError, match="unknown split 'val'.*'train', 'test', 'all'"):
         load_dataset("digits", split="val")
-    assert {"toy2d", "digits", "npz", "image_folder", "cifar10", "mnist", "celeb_a"} == set(DATASETS)
+    assert {"toy2d", "digits", "binary_digits", "npz", "image_folder", "cifar10", "mnist", "celeb_a"} == set(DATASETS)
 
 
 # ---- toy sets ---------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .._checks import check_choice, check_knobs, lookup
 from ._base import SPLITS as SPLITS
 from ._base import ArrayDataset as ArrayDataset
 from ._base import Dataset as Dataset
+from ._binary import load_binary_digits
 from ._images import DIGITS_TEST_SIZE as DIGITS_TEST_SIZE
 from ._images import load_digits, load_image_folder, load_npz
 from ._tfds import TFDS_SETS, load_tfds
@@ -39,6 +40,7 @@ def _load_toy2d(*, split="train", path=None, image_size=None, toy="mixture"):
 DATASETS = {
     "toy2d": (_load_toy2d, ("toy",)),
     "digits": (load_digits, ()),
+    "binary_digits": (load_binary_digits, ()),
     "npz": (load_npz, ("value_range",)),
     "image_folder": (load_image_folder, ("channels",)),
     **{name: (functools.partial(load_tfds, name), ()) for name in TFDS_SETS},

@@ -146,10 +146,12 @@ class ArrayDataset(Dataset):
         reference: stored examples of the evaluation split (default: `x`).
         reference_labels: its labels (default: `labels` when `reference` is None).
         decode: stored rows to float32 rows (default: cast to float32).
+        columns: further `(N, ...)` arrays drawn row-aligned with `x` into every batch under their names
+            (e.g. reflow's coupled noise `x1`, article (十七)).
     """
 
     def __init__(self, name, x, labels=None, *, num_classes=None, reference=None, reference_labels=None,
-                 decode: Callable | None = None):
+                 decode: Callable | None = None, columns: dict | None = None):
         if len(x) == 0:
             raise ValueError(f"dataset {name!r} holds no examples")
         if labels is not None:
@@ -160,6 +162,11 @@ class ArrayDataset(Dataset):
             reference, reference_labels = x, labels
         elif reference_labels is not None:
             reference_labels = np.asarray(reference_labels, dtype=np.int32)
+        self._columns = {k: np.asarray(v) for k, v in (columns or {}).items()}
+        for key, column in self._columns.items():
+            if key in ("x", "label") or len(column) != len(x):
+                raise ValueError(f"dataset {name!r}: column {key!r} must be named other than x and label and have "
+                                 f"{len(x)} rows, got {len(column)}")
         self.name = name
         self._x, self._labels = x, labels
         self._ref_x, self._ref_labels = reference, reference_labels
@@ -182,7 +189,9 @@ class ArrayDataset(Dataset):
 
     def _rows(self, seed, step, batch_size, lo, hi):
         idx = epoch_indices(seed, step, batch_size, lo, hi, self.size)
-        return self._take(self._x, self._labels, idx)
+        rows = self._take(self._x, self._labels, idx)
+        rows.update({k: v[idx] for k, v in self._columns.items()})
+        return rows
 
     def arrays(self) -> dict:
         """The whole split, decoded: `dict(x=float32 (N, *data_shape))` plus `label` when labelled."""

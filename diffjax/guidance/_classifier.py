@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -141,16 +141,19 @@ def classifier_guidance(
 class ClassifierLoss:
     """The cross-entropy `E_{t, x_0, eps} -log p_phi(y | x_t, t)` of a noise-conditional classifier (article (九)).
 
-    Call it as `loss(key, apply_fn, params, x0, labels)`; `apply_fn(params, x_t, t)` returns logits
-    `(batch, num_classes)`. `t` comes from the time sampling and `x_t = alpha_t x_0 + sigma_t eps`. Frozen,
-    hashable.
+    Call it as `loss(key, apply_fn, params, x0, labels)` (the labels may also be passed as `cond=`, the name
+    the training loop uses); `apply_fn(params, x_t, t)` returns logits `(batch, num_classes)`. `t` comes from
+    the time sampling and `x_t = alpha_t x_0 + sigma_t eps`. Frozen, hashable.
     """
 
     process: GaussianProcess
     time_sampling: Any
+    needs_labels: ClassVar[bool] = True  # the training loop keeps the labels of unconditional runs for it
 
-    def __call__(self, key, apply_fn, params, x0, labels):
-        x0 = jnp.asarray(x0)
+    def __call__(self, key, apply_fn, params, x0, cond):
+        x0, labels = jnp.asarray(x0), cond
+        if labels is None:
+            raise ValueError("the classifier loss needs the class labels of x0; train it on a labelled dataset")
         key_t, key_eps = jax.random.split(key)
         t = self.time_sampling(key_t, self.process, x0.shape[0])
         x_t = self.process.perturb(x0, t, jax.random.normal(key_eps, x0.shape, x0.dtype))

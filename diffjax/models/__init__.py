@@ -27,12 +27,14 @@ from ._embedding import sinusoidal_embedding as sinusoidal_embedding
 from ._mlp import MLP as MLP
 from ._norm import GroupNorm as GroupNorm
 from ._norm import group_norm as group_norm
+from ._transformer import Transformer as Transformer
 from ._unet import PRESETS as PRESETS
 from ._unet import UNet as UNet
 
 MODELS = {
     "mlp": MLP,
     "unet": UNet,
+    "transformer": Transformer,
 }
 
 _TUPLE_FIELDS = ("ch_mult", "attn_resolutions")

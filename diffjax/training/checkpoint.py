@@ -3,6 +3,10 @@
 Layout: `W/checkpoints/<step>/{state,meta}`. Saves are asynchronous and atomic (orbax commits a step only
 when all of it is written), so a kill at any moment leaves the previous committed step restorable; a
 restore that fails on the newest step falls back to older ones with a warning.
+
+Every process writes only the shards it holds, and a restore reads each array straight into the sharding
+its target asks for: a state saved FSDP-sharded on one mesh restores replicated, or sharded otherwise, on a
+mesh of any other size (e.g. 8 devices with `fsdp=4`, then 2 devices with `fsdp=1`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ class Checkpoints:
                                f"{where} is intact. Free disk space or fix the directory, then rerun the same "
                                "command to resume")
 
+    def restore(self, step: int, abstract_state):
+        """Restores `step` into the shapes, dtypes and shardings of `abstract_state` (`abstract_like`);
+        returns `(state, meta)`. Raises whatever orbax raises when the step is unreadable."""
+        restored = self._manager.restore(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        return restored["state"], restored["meta"]
+
     def restore_latest(self, abstract_state):
         """Restores the newest readable step into the shardings of `abstract_state`.
 
@@ -73,15 +84,14 @@ class Checkpoints:
         skipped = []
         for step in reversed(self.steps()):
             try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                state, meta = self.restore(step, abstract_state)
             except Exception as e:  # noqa: BLE001 - any failure of one step means: try the previous one
                 log.warning("checkpoint at step %d in %s is unreadable (%s); falling back to an older one",
                             step, self.directory, _first_line(e))
                 skipped.append(step)
                 continue
             self._set_aside(skipped)
-            return step, restored["state"], restored["meta"]
+            return step, state, meta
         if skipped:
             raise CheckpointError(f"no checkpoint in {self.directory} is readable (steps "
                                   f"{', '.join(map(str, sorted(skipped)))}); move them away to start afresh, or "

@@ -35,8 +35,10 @@ from .writers import MetricWriter
 log = logging.getLogger("diffjax")
 
 # Keys that may differ when a run resumes in the same workdir (they do not change what is trained).
+# `training.fsdp*` only lays the same state out differently: a run may resume on another mesh.
 RESUMABLE_KEYS = ("training.num_steps", "training.log_every", "training.checkpoint_every",
-                  "training.keep_checkpoints", "training.progress_bar", "sampling.", "evaluation.", "sampler.")
+                  "training.keep_checkpoints", "training.progress_bar", "training.fsdp", "sampling.", "evaluation.",
+                  "sampler.")
 
 
 class NonFiniteError(RuntimeError):
@@ -132,21 +134,32 @@ class TrainResult:
 
 def state_spec(config: ConfigDict, formulation, dataset, model, mesh):
     """`(init, abstract_state, state_sharding, (optimizer, schedule))`: the state's shapes from
-    `eval_shape`, replicated over the mesh, without allocating anything."""
+    `eval_shape` and their shardings over `mesh` (leaves of `training.fsdp_min_size` elements or more split over
+    its `fsdp` axis, the rest replicated), without allocating anything."""
     optimizer, schedule = build_optimizer(config.optimizer, int(config.training.num_steps))
-    example_x = jnp.zeros((1, *dataset.data_shape), jnp.float32)
-    example_t = jnp.ones((1,), jnp.int32 if formulation.process.is_discrete else jnp.float32)
+    tokens = getattr(dataset, "vocab_size", None) is not None  # token sequences feed an embedding
+    example_x = jnp.zeros((1, *dataset.data_shape), jnp.int32 if tokens else jnp.float32)
+    example_t = jnp.ones((1,), jnp.int32 if getattr(formulation.process, "is_discrete", False) else jnp.float32)
     example_cond = jnp.zeros((1,), jnp.int32) if config.model.class_conditional else None
     init = lambda key: init_state(model, optimizer, key, example_x, example_t, example_cond)  # noqa: E731
     abstract = jax.eval_shape(init, jax.random.key(config.seed))
-    state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
+    state_sharding = mesh_lib.state_shardings(abstract, mesh, min_size=int(config.training.fsdp_min_size))
     return init, abstract, state_sharding, (optimizer, schedule)
+
+
+def make_mesh(config: ConfigDict):
+    """The `("data", "fsdp")` mesh over all devices with `training.fsdp` devices per parameter; a value that
+    does not divide the device count is a `ConfigError` (before anything compiles)."""
+    try:
+        return mesh_lib.make_mesh(fsdp=config.training.fsdp)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def restore_state(config: ConfigDict, workdir: str | pathlib.Path):
     """The newest readable `TrainState` of a run directory, or raises `ConfigError` when it has none."""
     formulation, dataset, model = validate(config)
-    mesh = mesh_lib.make_mesh()
+    mesh = make_mesh(config)
     _, abstract, state_sharding, _ = state_spec(config, formulation, dataset, model, mesh)
     checkpoints = Checkpoints(pathlib.Path(workdir) / "checkpoints", keep=config.training.keep_checkpoints)
     try:
@@ -159,11 +172,20 @@ def restore_state(config: ConfigDict, workdir: str | pathlib.Path):
     return restored[0], restored[1]
 
 
-def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = False) -> TrainResult:
-    """Trains `config` in `workdir`, resuming from its newest readable checkpoint."""
+def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = False, objective=None, dataset=None,
+          init_params=None) -> TrainResult:
+    """Trains `config` in `workdir`, resuming from its newest readable checkpoint.
+
+    A second training stage (see `training.stages`) replaces parts of what the config builds: `objective` (a
+    loss called as the config's would be), `dataset` (same data shape), and `init_params` (a fresh run starts from
+    these parameters and EMA instead of a random init; a resumed run ignores them).
+    """
     workdir = pathlib.Path(workdir)
-    formulation, dataset, model = validate(config)
-    mesh = mesh_lib.make_mesh()
+    formulation, config_dataset, model = validate(config)
+    dataset = config_dataset if dataset is None else dataset
+    if objective is not None:
+        formulation = dataclasses.replace(formulation, objective=objective)
+    mesh = make_mesh(config)
     try:
         mesh_lib.check_batch_size(config.training.batch_size, mesh)
         mesh_lib.check_grad_shards(config.training.grad_shards, mesh)
@@ -172,7 +194,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
     prepare_workdir(config, workdir, force=force)
     is_main = jax.process_index() == 0
 
-    # Shapes first, then the state initialised already replicated over the mesh.
+    # Shapes first, then the state initialised already sharded over the mesh.
     num_steps = int(config.training.num_steps)
     init, abstract, state_sharding, (optimizer, schedule) = state_spec(config, formulation, dataset, model, mesh)
     key = jax.random.key(config.seed)
@@ -180,11 +202,16 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
     restored = checkpoints.restore_latest(abstract_like(abstract, state_sharding))
     if restored is None:
         state = jax.jit(init, out_shardings=state_sharding)(key)
+        if init_params is not None:
+            params, ema_params = jax.jit(lambda p: (p, jax.tree.map(jnp.copy, p)),  # two buffers: state is donated
+                                         out_shardings=(state_sharding.params, state_sharding.ema_params))(init_params)
+            state = state.replace(params=params, ema_params=ema_params)
         start = 0
     else:
         start, state, _ = restored
         log.info("resuming from step %d in %s", start, workdir)
 
+    keep_labels = getattr(formulation.objective, "needs_labels", False)  # e.g. a noisy classifier's loss
     step_fn = jax.jit(
         make_train_step(model, formulation.objective, optimizer, schedule, seed=config.seed,
                         ema_decay=ema_decay(config.training.ema_decay, config.training.ema_halflife_images,
@@ -217,7 +244,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
                     break
                 local = dataset.batch(step, config.training.batch_size, seed=config.seed,
                                       process_index=jax.process_index(), process_count=jax.process_count())
-                if not config.model.class_conditional:
+                if not (config.model.class_conditional or keep_labels):
                     local.pop("label", None)
                 previous = metrics
                 state, metrics = step_fn(state, mesh_lib.global_batch(local, mesh))
@@ -261,10 +288,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path, *, force
     Returns a summary: the final step, the last logged metrics, where samples went and their metrics.
     """
     from ..generate import sample_and_evaluate
+    from .stages import has_stages, run_stages
 
     result = train(config, workdir, force=force)
     summary = {"step": result.step, "stopped_by": result.stopped_by,
                "train": {k: float(v) for k, v in result.last_metrics.items()}}
-    if result.stopped_by is None:
-        summary.update(sample_and_evaluate(config, workdir, params_state=result.state))
+    if result.stopped_by is None and has_stages(config):
+        summary["stages"] = run_stages(config, workdir, result.state, force=force)
+        summary["stopped_by"] = summary["stages"].pop("stopped_by", None)
+    if summary["stopped_by"] is None:
+        # Samples come from the last network trained (a reflow round's), read back from its checkpoint.
+        state = None if config.reflow.rounds else result.state
+        summary.update(sample_and_evaluate(config, workdir, params_state=state))
     return summary

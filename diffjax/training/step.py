@@ -36,8 +36,9 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
     so one network learns the conditional and the unconditional model (classifier-free guidance, article (九)).
     """
 
-    def batch_loss(params, key, x, label):
+    def batch_loss(params, key, batch):
         loss_key, dropout_key = jax.random.split(key)
+        label = batch.get("label")
         if label_dropout is not None and label is not None:
             p_uncond, null_label = label_dropout
             label = drop_labels(jax.random.fold_in(key, LABEL_DROPOUT_STREAM), label, p_uncond, null_label)
@@ -45,7 +46,11 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
         def apply_fn(p, x, t, cond=None):
             return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key)
 
-        return loss(loss_key, apply_fn, params, x, label)
+        # Columns besides x and label (e.g. reflow's coupled x1) go to the loss by name.
+        extras = {k: v for k, v in batch.items() if k not in ("x", "label")}
+        if label is not None:
+            extras["cond"] = label
+        return loss(loss_key, apply_fn, params, batch["x"], **extras)
 
     def sharded_value_and_grad(params, key, batch):
         axis = mesh.axis_names[0]
@@ -58,8 +63,7 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
 
             def one_shard(args):
                 i, shard = args
-                return jax.value_and_grad(batch_loss)(params, jax.random.fold_in(key, first + i), shard["x"],
-                                                      shard.get("label"))
+                return jax.value_and_grad(batch_loss)(params, jax.random.fold_in(key, first + i), shard)
 
             values, grads = jax.lax.map(one_shard, (jnp.arange(per_device), shards))
             return jax.lax.all_gather((values, grads), axis, tiled=True)
@@ -75,7 +79,7 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
         if grad_shards:
             value, grads = sharded_value_and_grad(state.params, key, batch)
         else:
-            value, grads = jax.value_and_grad(batch_loss)(state.params, key, batch["x"], batch.get("label"))
+            value, grads = jax.value_and_grad(batch_loss)(state.params, key, batch)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
