@@ -279,10 +279,11 @@ def _check_stages(config: ConfigDict, dataset) -> None:
                           "set --config.model.class_conditional=False")
 
 
-def apply_model(model, params, x, t, cond=None, *, train: bool = False, dropout_key=None):
-    """Calls the Flax network `model(x, t, cond)`; models see only `(x, t, cond)`."""
+def apply_model(model, params, x, t, cond=None, *, train: bool = False, dropout_key=None, method=None):
+    """Calls the Flax network `model(x, t, cond)`; models see only `(x, t, cond)`. `method` names another
+    entry point of the module (e.g. the UDM encoder model's `encode`)."""
     rngs = {"dropout": dropout_key} if dropout_key is not None else None
-    return model.apply({"params": params}, x, t, cond, train=train, rngs=rngs)
+    return model.apply({"params": params}, x, t, cond, train=train, rngs=rngs, method=method)
 
 
 def predictor(model, params, prediction: str) -> Predictor:
@@ -296,8 +297,8 @@ class _ModelFn:
 
     model: Any
 
-    def __call__(self, params, x, t, label=None):
-        return apply_model(self.model, params, x, t, label)
+    def __call__(self, params, x, t, label=None, method=None):
+        return apply_model(self.model, params, x, t, label, method=method)
 
 
 def model_fn(model) -> _ModelFn:

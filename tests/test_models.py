@@ -119,7 +119,7 @@ def test_build_model_rejects_unknown_name_and_kwarg():
         build_model("mlp", time_embedding="cosine")
     with pytest.raises(ValueError, match="'ddpm', 'biggan'"):
         build_model("unet", resblock_variant="ncsn")
-    assert set(MODELS) == {"mlp", "unet", "transformer"}
+    assert set(MODELS) == {"mlp", "encoder_decoder", "unet", "transformer"}
     assert build_model("unet", ch_mult=[1, 2]).ch_mult == (1, 2)  # lists from configs become tuples
 
 

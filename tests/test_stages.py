@@ -113,7 +113,9 @@ def test_variance_head_learns_its_target_with_the_mean_model_frozen(variance, tm
     x0 = jnp.asarray(validate(c)[1].sample_reference(0, 8192))
     trained = float(objective(jax.random.key(1), lambda p, x, t: head(x, t), None, x0))
     zero = float(objective(jax.random.key(1), lambda p, x, t: jnp.zeros_like(x), None, x0))
-    assert trained < 0.6 * zero, (trained, zero)
+    # For a Gaussian residual r of variance v the zero head scores E r^4 = 3 v^2 and the best head Var r^2 = 2 v^2:
+    # a learned head approaches 2/3 of the zero head's loss (measured: 0.64 NPR, below it for SN).
+    assert trained < 0.75 * zero, (trained, zero)
     formulation, _, _ = validate(c)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
     t = jnp.full((64,), 500, jnp.int32)

@@ -24,6 +24,7 @@ from ._embedding import TIME_EMBEDDINGS as TIME_EMBEDDINGS
 from ._embedding import TimeEmbedding as TimeEmbedding
 from ._embedding import fourier_embedding as fourier_embedding
 from ._embedding import sinusoidal_embedding as sinusoidal_embedding
+from ._encoder_decoder import EncoderDecoder as EncoderDecoder
 from ._mlp import MLP as MLP
 from ._norm import GroupNorm as GroupNorm
 from ._norm import group_norm as group_norm
@@ -33,6 +34,7 @@ from ._unet import UNet as UNet
 
 MODELS = {
     "mlp": MLP,
+    "encoder_decoder": EncoderDecoder,
     "unet": UNet,
     "transformer": Transformer,
 }

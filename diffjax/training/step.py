@@ -43,8 +43,8 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
             p_uncond, null_label = label_dropout
             label = drop_labels(jax.random.fold_in(key, LABEL_DROPOUT_STREAM), label, p_uncond, null_label)
 
-        def apply_fn(p, x, t, cond=None):
-            return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key)
+        def apply_fn(p, x, t, cond=None, method=None):
+            return apply_model(model, p, x, t, cond, train=True, dropout_key=dropout_key, method=method)
 
         # Columns besides x and label (e.g. reflow's coupled x1) go to the loss by name.
         extras = {k: v for k, v in batch.items() if k not in ("x", "label")}
