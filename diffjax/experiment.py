@@ -138,9 +138,10 @@ def build_formulation(config: ConfigDict, dataset=None) -> Formulation:
         for kind in ("objective", "sampler"):
             name = config[kind].name
             other = catalog.family(kind, name)
-            if other not in (family, "gaussian") or (other == "gaussian" and kind == "objective"):
+            if other != family:
+                names = ", ".join(n for n, (f, _) in getattr(catalog, f"EXTRA_{kind.upper()}S").items() if f == family)
                 raise ConfigError(f"config.{kind}.name: {name!r} does not go with the {family} process "
-                                  f"{config.process.name!r}; choose a {kind} of the {family} family")
+                                  f"{config.process.name!r}; choose a {kind} of the {family} family: {names}")
         try:
             objective = _extra_objective(config, process)
         except (ValueError, TypeError) as e:
