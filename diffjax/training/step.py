@@ -53,7 +53,7 @@ def make_train_step(model, loss, optimizer, schedule, *, seed: int, ema_decay: f
         return loss(loss_key, apply_fn, params, batch["x"], **extras)
 
     def sharded_value_and_grad(params, key, batch):
-        axis = mesh.axis_names[0]
+        axis = tuple(mesh.axis_names)  # every device of the mesh (data and fsdp axes) takes its own shards
         shard_size = batch["x"].shape[0] // grad_shards
 
         def local(params, rows):
