@@ -134,7 +134,7 @@ def test_stage_settings_are_checked_before_training(tmp_path):
                         "model.class_conditional=True"))
     with pytest.raises(ConfigError, match="velocity model"):
         validate(config("ddpm", "toy2d,smoke", "reflow.rounds=1"))
-    with pytest.raises(ConfigError, match="classifier_input"):
+    with pytest.raises(ConfigError, match="classifier input .logits.; valid choices: .x_t., .x0_hat."):
         validate(config("guidance_classifier", "toy2d,smoke", "guidance.classifier_input=logits"))
     assert stages.has_stages(config("reflow", "toy2d,smoke"))
     assert not stages.has_stages(config("rectified_flow", "toy2d,smoke"))
