@@ -44,8 +44,10 @@ OBJECTIVE_NAMES = (*objectives_lib.OBJECTIVES, *EXTRA_OBJECTIVES)
 SAMPLER_NAMES = (*samplers_lib.SAMPLERS, *EXTRA_SAMPLERS)
 
 
-def _unknown(what: str, name, valid) -> ValueError:
-    return ValueError(f"unknown {what} {name!r}; valid: {', '.join(valid)}")
+def _unknown(what: str, name, gaussian, extra) -> ValueError:
+    plural = what + ("es" if what.endswith("s") else "s")
+    return ValueError(f"unknown {what} {name!r}; valid {plural}: {', '.join(sorted(gaussian))}; other families: "
+                      f"{', '.join(sorted(extra))}")
 
 
 def _accepted(builder) -> tuple[str, ...] | None:
@@ -70,7 +72,7 @@ def process(name: str, **knobs):
     if name in processes_lib.PROCESSES:
         return processes_lib.process(name, **knobs)
     if name not in EXTRA_PROCESSES:
-        raise _unknown("process", name, PROCESS_NAMES)
+        raise _unknown("process", name, processes_lib.PROCESSES, EXTRA_PROCESSES)
     builder = EXTRA_PROCESSES[name][1]
     accepted = _accepted(builder)
     if accepted is not None:
@@ -87,7 +89,7 @@ def objective(name: str, process, **knobs):
                              f"{', '.join(EXTRA_OBJECTIVES)} for non-Gaussian corruptions")
         return objectives_lib.objective(name, process, **knobs)
     if name not in EXTRA_OBJECTIVES:
-        raise _unknown("objective", name, OBJECTIVE_NAMES)
+        raise _unknown("objective", name, objectives_lib.OBJECTIVES, EXTRA_OBJECTIVES)
     builder = EXTRA_OBJECTIVES[name][1]
     accepted = _accepted(builder)
     if accepted is not None:
@@ -100,7 +102,7 @@ def sampler(name: str, **knobs):
     if name in samplers_lib.SAMPLERS:
         return samplers_lib.sampler(name, **knobs)
     if name not in EXTRA_SAMPLERS:
-        raise _unknown("sampler", name, SAMPLER_NAMES)
+        raise _unknown("sampler", name, samplers_lib.SAMPLERS, EXTRA_SAMPLERS)
     builder = EXTRA_SAMPLERS[name][1]
     accepted = _accepted(builder)
     if accepted is not None:

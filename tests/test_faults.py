@@ -140,7 +140,9 @@ def test_kill_9_at_any_moment_keeps_a_restorable_checkpoint(tmp_path, uninterrup
         resumed_from.append(latest)
     last = _launch(workdir, *args)
     out = last.communicate(timeout=300)[0]
-    assert last.returncode == 0 and f"resuming from step {resumed_from[-1]}" in out, out[-3000:]
+    assert last.returncode == 0, out[-3000:]
+    # (On a slow machine all three kills may land before the first committed save: then it starts afresh.)
+    assert not resumed_from[-1] or f"resuming from step {resumed_from[-1]}" in out, out[-3000:]
     assert not any(".orbax-checkpoint-tmp" in p.name for p in (workdir / "checkpoints").iterdir())
     _assert_same_params(uninterrupted[STEPS], workdir)
 

@@ -109,7 +109,7 @@ def test_count_params_on_arrays_matches_eval_shape():
 
 
 def test_build_model_rejects_unknown_name_and_kwarg():
-    with pytest.raises(ValueError, match="mlp, unet"):
+    with pytest.raises(ValueError, match="encoder_decoder, mlp, transformer, unet"):
         build_model("resnet")
     with pytest.raises(ValueError, match=r"num_res_blocks.*resblock_variant"):
         build_model("unet", chanels=64)
