@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-slow demo demo-oracle experiments bench lint clean
+.PHONY: install test test-slow demo demo-oracle experiments bench bench-peers lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,26 @@ experiments: install
 		$(BIN)/python experiments/$$name.py --out experiments/results || exit 1; \
 	done
 
+# Train-step, sampler, likelihood and lever benchmarks on this machine: bench/results.json and bench/results.md
+# (bench/README.md reads them). The XLA compilation cache makes a second run skip most compiling.
 bench: install
-	$(BIN)/python bench/run.py --out bench
+	$(BIN)/python -m bench.run --out bench --compilation_cache bench/.xla-cache
+
+# The same, interleaved with the PyTorch peers (diffusers, k-diffusion) from their own environment .venv-peers:
+# the `peers` extra of pyproject.toml, then k-diffusion without its dependencies (bench/peers.py explains).
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed-stamp: pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	echo '*' > $(PEERS_VENV)/.gitignore
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(\
+		open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))")
+	$(PEERS_VENV)/bin/python -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
+	$(PEERS_VENV)/bin/python bench/peers.py --check
+	touch $@
+
+bench-peers: install $(PEERS_VENV)/.installed-stamp
+	$(BIN)/python -m bench.run --out bench --compilation_cache bench/.xla-cache --peers $(PEERS_VENV)/bin/python
 
 lint: install
 	$(BIN)/python -m ruff check diffjax tests experiments bench configs

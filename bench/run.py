@@ -1,94 +1,290 @@
-"""Sampler benchmarks: per-step overhead of the fused samplers and their error against NFE.
+"""diffjax benchmarks: train-step throughput, sampler overhead, error against NFE, likelihood cost, speed levers.
 
-Writes `results.json` and `results.md` into `--out`. Times are medians over repeats, measured after
-compilation (reported separately); compare ratios within one run, as absolute times drift on shared CPUs.
+Writes `results.json` and `results.md` into `--out`. Every time is a median over interleaved passes, measured
+after compilation (reported apart). With `--peers PYTHON` (`make bench-peers`) the same workloads also run on
+the PyTorch peers (diffusers, k-diffusion) in a worker process, taking turns with diffjax within each pass, and
+the tables gain the peers' times and the ratios. Absolute times drift on a shared CPU: read the ratios.
 
-    python bench/run.py --out bench
+    python -m bench.run --out bench                                   # make bench (about 10 minutes on 2 cores)
+    python -m bench.run --out bench --peers .venv-peers/bin/python    # make bench-peers
+    python -m bench.run --quick --out /tmp/bench                      # tiny sizes: a smoke test of every path
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
-import statistics
 import time
 
 import jax
 
 import diffjax as dj
-from diffjax.testing import gaussian_mixture, sliced_wasserstein
+
+from . import levers, report, workloads
+from .peer_client import Peer
+from .timing import interleave, median, mfu, rss_mib, spread, timed
 
 
-def _timed(fn, repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(0))
-    compile_s = time.perf_counter() - start
-    runs = []
-    for i in range(1, repeats + 1):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(i))
-        runs.append(time.perf_counter() - start)
-    return compile_s, statistics.median(runs)
+def _seconds(workload, repeats: int):
+    """One pass of a workload: the median of `repeats` timed runs."""
+    return lambda: median([timed(workload.run) for _ in range(repeats)])
 
 
-def sampler_overhead(repeats):
-    """Per-step cost of ancestral-1000 and DDIM-50 with a trivial model on (64, 32, 32, 3)."""
-    process = dj.process("ddpm", num_steps=1000)
-    trivial = dj.Predictor(lambda x, t: 0.1 * x, kind="eps")
-    shape = (64, 32, 32, 3)
+def _peer_seconds(peer, repeats: int, **request):
+    return lambda: median(peer.measure(repeats=repeats, **request)["times_s"])
+
+
+def train_section(args, peer) -> list[dict]:
+    """Train-step images per second of the digits and CIFAR-10 U-Nets at several batch sizes."""
     rows = []
-    for name, sampler in [("ancestral, 1000 steps", dj.sampler("ancestral")),
-                          ("ddim eta=0, 50 steps", dj.sampler("ddim", steps=50)),
-                          ("ddim eta=1, 50 steps", dj.sampler("ddim", steps=50, eta=1.0))]:
-        steps = sampler.steps or process.num_steps
-        run = lambda i, s=sampler: dj.sample(jax.random.key(i), trivial, process, s, shape)  # noqa: E731
-        compile_s, run_s = _timed(run, repeats)
-        rows.append({"workload": name, "shape": list(shape), "compile_s": compile_s,
-                     "ms_per_step": 1e3 * run_s / steps})
+    for name, batches in (("digits", args.digits_batches), ("cifar10", args.cifar_batches)):
+        for batch in batches:
+            workload = workloads.train_step(name, batch, quick=args.quick)
+            contenders = {"diffjax": _seconds(workload, args.repeats)}
+            request = None
+            if peer is not None:
+                shape = workloads.image_shape(name, args.quick)
+                request = dict(
+                    kind="train_step",
+                    preset=workloads.unet_preset(name, args.quick),
+                    image_size=shape[0],
+                    channels=shape[-1],
+                    batch=batch,
+                )
+                contenders["diffusers"] = _peer_seconds(peer, args.repeats, **request)
+            times = interleave(contenders, args.passes)
+            seconds = median(times["diffjax"])
+            row = {
+                "unet": name,
+                "batch": batch,
+                "compile_s": workload.compile_s,
+                "s_per_step": seconds,
+                "img_per_s": batch / seconds,
+                "spread": spread(times["diffjax"]),
+                "times_s": times,
+                **workload.info,
+                "mfu": mfu(workload.info["flops_per_step"], seconds, args.peak_tflops),
+            }
+            if peer is not None:
+                peer_seconds = median(times["diffusers"])
+                row["peer"] = {
+                    "name": "diffusers UNet2DModel",
+                    "img_per_s": batch / peer_seconds,
+                    "params": peer.measure(
+                        kind="unet_params", **{k: v for k, v in request.items() if k not in ("kind", "batch")}
+                    )["params"],
+                    "spread": spread(times["diffusers"]),
+                }
+                row["speedup"] = peer_seconds / seconds
+            rows.append(row)
+            print(report.train_line(row), flush=True)
     return rows
 
 
-def error_vs_nfe():
-    """Sliced-W1 to the data law for each sampler driven by the exact eps of a 2-D mixture."""
-    data = gaussian_mixture([0.2, 0.3, 0.5], [[-2.0, -1.0], [0.0, 2.0], [2.0, -0.5]],
-                            [[0.3, 0.6], [0.5, 0.25], [0.4, 0.4]])
-    process = dj.process("ddpm")
-    predictor = data.predictor(process)
-    reference = data.sample(jax.random.key(1), 4000)
-    floor = float(sliced_wasserstein(jax.random.key(2), data.sample(jax.random.key(3), 4000), reference))
-    rows = [{"sampler": "data vs data (noise floor)", "nfe": 0, "sliced_w1": floor}]
-    for steps in (5, 10, 20, 50, 100):
-        for name, sampler in [("ddim eta=0", dj.sampler("ddim", steps=steps, spacing="trailing")),
-                              ("ddim eta=1", dj.sampler("ddim", steps=steps, eta=1.0, spacing="trailing"))]:
-            x = dj.sample(jax.random.key(4), predictor, process, sampler, (4000, 2))
-            rows.append({"sampler": name, "nfe": steps,
-                         "sliced_w1": float(sliced_wasserstein(jax.random.key(2), x, reference))})
-    x = dj.sample(jax.random.key(4), predictor, process, dj.sampler("ancestral"), (4000, 2))
-    rows.append({"sampler": "ancestral", "nfe": 1000,
-                 "sliced_w1": float(sliced_wasserstein(jax.random.key(2), x, reference))})
-    return rows
+def sampler_workloads(args):
+    """(label, diffjax Workload, peer request or None, forward Workload or None) for the overhead table."""
+    quick = args.quick
+    trivial_shape = (4, 8, 8, 3) if quick else (64, 32, 32, 3)
+    torch_shape = [trivial_shape[0], trivial_shape[3], trivial_shape[1], trivial_shape[2]]
+    ddpm, edm = dj.process("ddpm"), dj.process("edm")
+    long_steps, short_steps = (50, 10) if quick else (1000, 50)
+    trivial, denoiser = workloads.trivial_predictor(), dj.Predictor(workloads._trivial_denoiser, kind="x0")
+    ancestral = dj.sampler("ancestral", steps=long_steps)
+    ddim = dj.sampler("ddim", steps=short_steps)
+    out = [
+        (
+            f"ancestral {long_steps}, trivial",
+            workloads.sampler_loop(ancestral, ddpm, trivial, trivial_shape),
+            dict(kind="ddpm", steps=long_steps, shape=torch_shape),
+            "diffusers DDPMScheduler",
+        ),
+        (
+            f"ddim {short_steps}, trivial",
+            workloads.sampler_loop(ddim, ddpm, trivial, trivial_shape),
+            dict(kind="ddim", steps=short_steps, shape=torch_shape),
+            "diffusers DDIMScheduler",
+        ),
+    ]
+    k_samplers = (("euler", "euler"), ("heun", "heun"), ("dpm_solver", "dpmpp_2m"))
+    for ours, theirs in k_samplers[:1] if quick else k_samplers:
+        knobs = {"spacing": "edm"} if ours == "dpm_solver" else {}
+        loop = workloads.sampler_loop(dj.sampler(ours, steps=short_steps, **knobs), edm, denoiser, trivial_shape)
+        out.append(
+            (
+                f"{ours} {short_steps} (edm), trivial denoiser",
+                loop,
+                dict(kind="k_diffusion", sampler=theirs, steps=short_steps, shape=torch_shape),
+                f"k-diffusion sample_{theirs}",
+            )
+        )
+    predictor, shape = workloads.unet_predictor("digits", args.unet_sample_batch, quick)
+    unet_torch_shape = [shape[0], shape[3], shape[1], shape[2]]
+    preset = workloads.unet_preset("digits", quick)
+    forward = workloads.forward_pass(predictor, shape)
+    unet_loops = (
+        (f"ancestral {long_steps}", ancestral, "ddpm", long_steps),
+        (f"ddim {short_steps}", ddim, "ddim", short_steps),
+    )
+    for label, sampler, kind, steps in unet_loops[1:] if quick else unet_loops:
+        out.append(
+            (
+                f"{label}, digits U-Net",
+                workloads.sampler_loop(sampler, ddpm, predictor, shape),
+                dict(kind=kind, steps=steps, shape=unet_torch_shape, preset=preset),
+                f"diffusers {kind.upper()}Scheduler + UNet2DModel",
+            )
+        )
+    return out, forward, dict(kind="unet_forward", preset=preset, shape=unet_torch_shape)
 
 
-def main(out: pathlib.Path, repeats: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    results = {"jax": jax.__version__, "backend": jax.default_backend(), "machine": platform.processor() or
-               platform.machine(), "sampler_overhead": sampler_overhead(repeats), "error_vs_nfe": error_vs_nfe()}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| sampler workload | shape | compile s | ms / step |", "|---|---|---|---|"]
-    lines += [f"| {r['workload']} | {tuple(r['shape'])} | {r['compile_s']:.2f} | {r['ms_per_step']:.3f} |"
-              for r in results["sampler_overhead"]]
-    lines += ["", "| sampler (exact eps, 2-D mixture) | NFE | sliced-W1 |", "|---|---|---|"]
-    lines += [f"| {r['sampler']} | {r['nfe']} | {r['sliced_w1']:.4f} |" for r in results["error_vs_nfe"]]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+def sampler_section(args, peer) -> dict:
+    """Milliseconds per sampler step, diffjax against the peers, with a trivial model and the digits U-Net."""
+    entries, forward, forward_request = sampler_workloads(args)
+    rows = []
+    for label, workload, request, peer_name in entries:
+        contenders = {"diffjax": _seconds(workload, 1)}
+        if peer is not None:
+            contenders["peer"] = _peer_seconds(peer, 1, **request)
+        times = interleave(contenders, args.passes)
+        row = {
+            "workload": label,
+            "shape": workload.info["shape"],
+            "steps": workload.units,
+            "compile_s": workload.compile_s,
+            "ms_per_step": 1e3 * median(times["diffjax"]) / workload.units,
+            "spread": spread(times["diffjax"]),
+            "times_s": times,
+        }
+        if peer is not None:
+            row["peer"] = {
+                "name": peer_name,
+                "ms_per_step": 1e3 * median(times["peer"]) / workload.units,
+                "spread": spread(times["peer"]),
+            }
+            row["speedup"] = row["peer"]["ms_per_step"] / row["ms_per_step"]
+        rows.append(row)
+        print(report.sampler_line(row), flush=True)
+    contenders = {"diffjax": _seconds(forward, 3)}
+    if peer is not None:
+        contenders["peer"] = _peer_seconds(peer, 3, **forward_request)
+    times = interleave(contenders, args.passes)
+    forward_row = {
+        "shape": forward_request["shape"],
+        "diffjax_ms": 1e3 * median(times["diffjax"]),
+        "peer_ms": 1e3 * median(times["peer"]) if peer is not None else None,
+    }
+    for row in rows:  # the sampler's own cost per step: the step minus one model evaluation
+        if "U-Net" in row["workload"]:
+            row["overhead_ms_per_step"] = row["ms_per_step"] - forward_row["diffjax_ms"]
+            if peer is not None:
+                row["peer"]["overhead_ms_per_step"] = row["peer"]["ms_per_step"] - forward_row["peer_ms"]
+    return {"rows": rows, "unet_forward": forward_row}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", str(args.compilation_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    peer = Peer(args.peers) if args.peers else None
+    results = {
+        "args": {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items()},
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": str(jax.devices()),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average_start": os.getloadavg(),
+        "peers": peer.versions if peer else None,
+    }
+    sections = args.sections
+    try:
+        if "train" in sections:
+            results["train"] = train_section(args, peer)
+        if "samplers" in sections:
+            results["samplers"] = sampler_section(args, peer)
+        if "nfe" in sections:
+            results["error_vs_nfe"] = workloads.error_vs_nfe(args.quick)
+        if "likelihood" in sections:
+            results["likelihood"] = workloads.likelihood(args.quick)
+        if "levers" in sections:
+            results["levers"] = levers.run(args.quick, args.passes)
+    finally:
+        if peer is not None:
+            peer.close()
+    results["load_average_end"] = os.getloadavg()  # other users' work on the same cores skews every time
+    results["memory"] = rss_mib()
+    results["wall_s"] = time.perf_counter() - start
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (args.out / "results.md").write_text(report.markdown(results))
+    print(report.markdown(results))
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'} in {results['wall_s']:.0f} s")
+    return results
+
+
+SECTIONS = ("train", "samplers", "nfe", "likelihood", "levers")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench"))
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few passes: a smoke test")
+    parser.add_argument(
+        "--peers",
+        type=pathlib.Path,
+        default=None,
+        help="the peers' Python (e.g. .venv-peers/bin/python): also time diffusers / k-diffusion",
+    )
+    parser.add_argument("--passes", type=int, default=None, help="interleaved passes (default 3; quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="train steps timed per pass (default 1)")
+    parser.add_argument("--digits_batches", type=_ints, default=None, help="default 32,128 (quick 2)")
+    parser.add_argument("--cifar_batches", type=_ints, default=None, help="default 8,16 (quick: none)")
+    parser.add_argument("--unet_sample_batch", type=int, default=None, help="default 4 (quick 2)")
+    parser.add_argument(
+        "--sections",
+        type=lambda s: tuple(s.split(",")),
+        default=SECTIONS,
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=None,
+        help="the device's peak TFLOP/s for the MFU column (e.g. 790 for an H200 in bf16)",
+    )
+    parser.add_argument(
+        "--compilation_cache",
+        type=pathlib.Path,
+        default=None,
+        help="a persistent XLA compilation cache directory (a second run skips compiling)",
+    )
+    args = parser.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    quick = args.quick
+    defaults = dict(
+        passes=1 if quick else 3,
+        repeats=1,
+        digits_batches=(2,) if quick else (32, 128),
+        cifar_batches=() if quick else (8, 16),
+        unet_sample_batch=2 if quick else 4,
+    )
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench"))
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    main(args.out, args.repeats)
+    main()

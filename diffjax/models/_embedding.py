@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import numpy as np
 from .._checks import check_choice
 
 TIME_EMBEDDINGS = ("sinusoidal", "fourier", "learned")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
@@ -62,6 +64,7 @@ class TimeEmbedding(nn.Module):
             `learned` (an `nn.Embed` over integer steps with `num_time_embeddings` rows, as in Su's Keras
             `ddpm.py`; `time_scale * t` is rounded to the nearest integer).
         time_scale: multiplies `t` first, e.g. 1000 for continuous t in [0, 1] with sinusoidal features.
+        dtype: the Dense layers' compute dtype (None: float32; see `compute_dtype`); the features are float32.
     """
 
     dim: int
@@ -70,6 +73,7 @@ class TimeEmbedding(nn.Module):
     time_scale: float = 1.0
     num_time_embeddings: int = 1001
     fourier_scale: float = 16.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, t):
@@ -87,8 +91,8 @@ class TimeEmbedding(nn.Module):
                 emb = sinusoidal_embedding(s, self.dim)
             else:
                 emb = fourier_embedding(s, self.dim, self.fourier_scale)
-        emb = nn.Dense(self.width, kernel_init=default_init(), name="dense0")(emb)
-        return nn.Dense(self.width, kernel_init=default_init(), name="dense1")(nn.silu(emb))
+        emb = nn.Dense(self.width, kernel_init=default_init(), dtype=self.dtype, name="dense0")(emb)
+        return nn.Dense(self.width, kernel_init=default_init(), dtype=self.dtype, name="dense1")(nn.silu(emb))
 
 
 def class_labels(cond, batch: int, num_classes: int):
@@ -101,8 +105,9 @@ def class_labels(cond, batch: int, num_classes: int):
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
     if num_classes == 0:
         if cond is not None:
-            raise ValueError("got class labels `cond` but the model has num_classes=0; "
-                             "set num_classes > 0 to condition on labels")
+            raise ValueError(
+                "got class labels `cond` but the model has num_classes=0; set num_classes > 0 to condition on labels"
+            )
         return None
     if cond is None:
         return jnp.full((batch,), num_classes, jnp.int32)
@@ -119,3 +124,15 @@ def default_init(scale: float = 1.0):
     if scale == 0.0:
         return nn.initializers.zeros
     return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
+
+
+def compute_dtype(name: str):
+    """The compute dtype of Dense and Conv layers for a model's `dtype` knob (`float32` or `bfloat16`).
+
+    `float32` gives None, Flax's default (the dtype of the float32 inputs and parameters, so the numbers are
+    exactly those of a model without the knob); `bfloat16` gives mixed precision: parameters stay float32
+    (`param_dtype`), the layers cast inputs and weights to bfloat16 and multiply there, while normalisation
+    statistics and softmax stay float32 and the model's output is cast back to float32.
+    """
+    check_choice("dtype", name, COMPUTE_DTYPES)
+    return None if name == "float32" else jnp.dtype(name)

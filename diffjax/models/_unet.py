@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from .._checks import check_choice
 from ._blocks import AttnBlock, Downsample, ResBlock, Upsample, conv3x3
-from ._embedding import TIME_EMBEDDINGS, TimeEmbedding, broadcast_time, class_labels
+from ._embedding import TIME_EMBEDDINGS, TimeEmbedding, broadcast_time, class_labels, compute_dtype
 from ._norm import GroupNorm
 
 RESBLOCK_VARIANTS = ("ddpm", "biggan")
@@ -47,6 +47,8 @@ class UNet(nn.Module):
         skip_rescale: divide each residual sum by sqrt(2) (DDPM++).
         resblock_variant: `ddpm`, or `biggan` (DDPM++: resampling inside residual blocks).
         zero_init_output: start the output convolution at zero, so the initial output is exactly 0 (DDPM).
+        dtype: `float32`, or `bfloat16` for mixed precision: float32 parameters, bfloat16 convolutions, Dense
+            layers and attention products, float32 GroupNorm statistics and softmax, a float32 output.
     """
 
     ch: int = 128
@@ -65,17 +67,23 @@ class UNet(nn.Module):
     skip_rescale: bool = False
     resblock_variant: str = "ddpm"
     zero_init_output: bool = True
+    dtype: str = "float32"
 
     def __post_init__(self):
         check_choice("time_embedding", self.time_embedding, TIME_EMBEDDINGS)
         check_choice("resblock_variant", self.resblock_variant, RESBLOCK_VARIANTS)
+        compute_dtype(self.dtype)
         if self.ch < 1 or self.num_res_blocks < 0 or not self.ch_mult or min(self.ch_mult) < 1:
-            raise ValueError(f"UNet needs ch >= 1, num_res_blocks >= 0 and positive ch_mult, got ch={self.ch}, "
-                             f"num_res_blocks={self.num_res_blocks}, ch_mult={self.ch_mult}")
+            raise ValueError(
+                f"UNet needs ch >= 1, num_res_blocks >= 0 and positive ch_mult, got ch={self.ch}, "
+                f"num_res_blocks={self.num_res_blocks}, ch_mult={self.ch_mult}"
+            )
         bad = sorted({self.ch * m for m in self.ch_mult if (self.ch * m) % self.num_groups})
         if self.num_groups < 1 or bad:
-            raise ValueError(f"UNet: num_groups={self.num_groups} must divide every width ch * ch_mult = "
-                             f"{[self.ch * m for m in self.ch_mult]}; it does not divide {bad}")
+            raise ValueError(
+                f"UNet: num_groups={self.num_groups} must divide every width ch * ch_mult = "
+                f"{[self.ch * m for m in self.ch_mult]}; it does not divide {bad}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         super().__post_init__()
@@ -87,23 +95,36 @@ class UNet(nn.Module):
         batch, height, width, channels = x.shape
         factor = 2 ** (len(self.ch_mult) - 1)
         if height % factor or width % factor:
-            raise ValueError(f"UNet with {len(self.ch_mult)} levels downsamples {factor}x: H and W must be "
-                             f"divisible by {factor}, got {height}x{width}")
+            raise ValueError(
+                f"UNet with {len(self.ch_mult)} levels downsamples {factor}x: H and W must be "
+                f"divisible by {factor}, got {height}x{width}"
+            )
         temb_width = 4 * self.ch
-        temb = TimeEmbedding(self.ch, temb_width, self.time_embedding, self.time_scale, self.num_time_embeddings,
-                             self.fourier_scale, name="time_embed")(broadcast_time(t, batch))
+        dtype = compute_dtype(self.dtype)
+        temb = TimeEmbedding(
+            self.ch,
+            temb_width,
+            self.time_embedding,
+            self.time_scale,
+            self.num_time_embeddings,
+            self.fourier_scale,
+            dtype,
+            name="time_embed",
+        )(broadcast_time(t, batch))
         labels = class_labels(cond, batch, self.num_classes)
         if labels is not None:
             temb = temb + nn.Embed(self.num_classes + 1, temb_width, name="class_embed")(labels)
 
         def block(out_ch, **kw):
-            return ResBlock(out_ch, self.num_groups, self.dropout, self.skip_rescale, self.resblock_variant, **kw)
+            return ResBlock(
+                out_ch, self.num_groups, self.dropout, self.skip_rescale, self.resblock_variant, **kw, dtype=dtype
+            )
 
         def attn():
-            return AttnBlock(self.num_groups, self.skip_rescale)
+            return AttnBlock(self.num_groups, self.skip_rescale, dtype)
 
         biggan = self.resblock_variant == "biggan"
-        hs = [conv3x3(self.ch, name="conv_in")(x)]
+        hs = [conv3x3(self.ch, name="conv_in", dtype=dtype)(x)]
         for level, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
                 h = block(self.ch * mult)(hs[-1], temb, train)
@@ -112,7 +133,10 @@ class UNet(nn.Module):
                 hs.append(h)
             if level != len(self.ch_mult) - 1:
                 h = hs[-1]
-                h = block(h.shape[-1], down=True)(h, temb, train) if biggan else Downsample(self.resamp_with_conv)(h)
+                if biggan:
+                    h = block(h.shape[-1], down=True)(h, temb, train)
+                else:
+                    h = Downsample(self.resamp_with_conv, dtype)(h)
                 hs.append(h)
 
         h = block(hs[-1].shape[-1])(hs[-1], temb, train)
@@ -125,9 +149,10 @@ class UNet(nn.Module):
                 if h.shape[1] in self.attn_resolutions:
                     h = attn()(h)
             if level != 0:
-                h = block(h.shape[-1], up=True)(h, temb, train) if biggan else Upsample(self.resamp_with_conv)(h)
+                h = block(h.shape[-1], up=True)(h, temb, train) if biggan else Upsample(self.resamp_with_conv, dtype)(h)
         assert not hs
 
         h = nn.silu(GroupNorm(self.num_groups, name="norm_out")(h))
         out_channels = channels if self.out_channels is None else self.out_channels
-        return conv3x3(out_channels, init_scale=0.0 if self.zero_init_output else 1.0, name="conv_out")(h)
+        out = conv3x3(out_channels, init_scale=0.0 if self.zero_init_output else 1.0, name="conv_out", dtype=dtype)(h)
+        return out if dtype is None else out.astype(jnp.float32)

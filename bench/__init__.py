@@ -1,0 +1,1 @@
+"""diffjax benchmarks: `python -m bench.run --out bench` (see bench/README.md)."""
