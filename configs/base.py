@@ -108,8 +108,8 @@ def get_config() -> ConfigDict:
         out_channels=placeholder(int), ch=placeholder(int), ch_mult=placeholder(tuple), num_res_blocks=placeholder(int),
         attn_resolutions=placeholder(tuple), num_groups=placeholder(int), resamp_with_conv=placeholder(bool),
         skip_rescale=placeholder(bool),
-        # both
-        dropout=placeholder(float), time_embedding=placeholder(str), time_scale=placeholder(float),
+        # both: dtype 'bfloat16' computes products in bf16 (parameters, norms and outputs stay float32)
+        dtype=placeholder(str), dropout=placeholder(float), time_embedding=placeholder(str), time_scale=placeholder(float),
     ))
 
     # The data: diffjax.data.load_dataset(name, ...).
