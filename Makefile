@@ -37,7 +37,7 @@ demo-oracle: install
 # writing a figure, a markdown table and its raw numbers into experiments/results/.
 experiments: install
 	@for name in ddim_eta_steps pf_ode_likelihood analytic_variance ode_solvers_nfe guidance_scale \
-			reflow_straightness; do \
+			reflow_straightness udm_blur_vs_noise masked_digits pfgm_nfe; do \
 		echo "== experiments/$$name.py"; \
 		$(BIN)/python experiments/$$name.py --out experiments/results || exit 1; \
 	done

@@ -1,6 +1,6 @@
 """The article experiments (experiments/*.py) run end to end, write their reports, and their numbers hold the claims.
 
-Every script runs once with `--quick` (smoke-test sizes, fixed keys) in its own subprocess; all six start together
+Every script runs once with `--quick` (smoke-test sizes, fixed keys) in its own subprocess; all nine start together
 and each test waits for its own. The checks read the raw numbers from the script's JSON, not the script's own
 verdicts, and ask only for the robust form of each claim: the quick runs are small, so every asserted gap was
 measured to be several times the run-to-run spread of the numbers involved (quick-run values below).
@@ -192,3 +192,23 @@ def test_masked_digits(runs):
     assert by_k[16]["frechet_distance"] > by_k[1]["frechet_distance"]
     assert by_k[64]["class_entropy"] < by_k[1]["class_entropy"] - 0.2
     assert by_k[1]["class_coverage"] >= 9
+
+
+def test_pfgm_nfe(runs):
+    """(十三) Quick runs (two seeds of the runner and of the prior draws): exact field NFE 79-97, median distance to
+    the nearest point 0.0015-0.0017, weight error (TV) 0.018-0.030, sliced-W1 0.049-0.100 against a noise threshold
+    0.101; ring NFE 1111-1141 at rtol 1e-2 and 1411 or ran out (> 512 steps) at 1e-4, 2.4-3.6% of the samples lost
+    (prior radius about 800-1250 against 65 for the kept), kept median radius 2.04-2.06, kept sliced-W1 0.11-0.12;
+    digits 6-7 classes."""
+    r = _finished(runs, "pfgm_nfe")
+    exact, ring, digits = r["exact_points"], r["ring"], r["digits"]
+    assert exact[-1]["median_distance_to_nearest_point"] < 0.01
+    assert exact[-1]["weight_error"] < 0.06
+    assert exact[-1]["sliced_w1"] < 1.5 * r["noise_floor"]["points"]["threshold"]
+    assert ring[0]["nfe"] is not None and (ring[-1]["nfe"] is None or ring[-1]["nfe"] > ring[0]["nfe"])
+    best = [row for row in ring if row["nfe"] is not None][-1]
+    assert best["lost"] < 0.2 and abs(best["median_radius_kept"] - 2.0) < 0.2
+    assert best["median_prior_radius_lost"] > 3 * best["median_prior_radius_kept"]
+    assert best["sliced_w1_kept"] < 0.5
+    done = [row for row in digits if row["nfe"] is not None]
+    assert done and done[-1]["class_coverage"] >= 4
