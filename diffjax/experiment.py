@@ -205,8 +205,8 @@ def _output_knobs(config: ConfigDict, dataset, process) -> dict[str, Any]:
         elif config.model.name == "unet":
             knobs["out_channels"] = shape[-1] + 1  # the z part is the mean of the extra channel
         else:
-            raise ConfigError("config.model: PFGM needs an MLP on vector data or a U-Net on images (it predicts "
-                              "one extra field component)")
+            raise ValueError("PFGM needs an MLP on vector data or a U-Net on images (it predicts one extra field "
+                             "component); use --config.model.name=unet for images")
     return knobs
 
 

@@ -5,8 +5,8 @@ and each test waits for its own. The checks read the raw numbers from the script
 verdicts, and ask only for the robust form of each claim: the quick runs are small, so every asserted gap was
 measured to be several times the run-to-run spread of the numbers involved (quick-run values below).
 
-Runtime: about 2.7 minutes of CPU in all (each script 15-30 s alone; 2.2 to 3.3 minutes of wall time on 2 shared
-cores), so the module is marked slow.
+Runtime: about 6 minutes of CPU in all (each script 15-30 s alone, the three trained-model scripts 40-120 s, the
+masked-digits Transformer the longest; 3.1 minutes of wall time on 2 shared cores), so the module is marked slow.
 """
 
 import json
