@@ -60,6 +60,15 @@ def _accepted(builder) -> tuple[str, ...] | None:
     return tuple(p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
+def _build_extra(kind: str, table: dict, name: str, knobs: dict, *leading):
+    """Builds `table[name]` with `knobs` (checked against the builder's own names) after `leading` arguments."""
+    builder = table[name][1]
+    accepted = _accepted(builder)
+    if accepted is not None:
+        check_knobs(f"{kind} {name!r}", knobs, [a for a in accepted if a not in ("process", "corruption")])
+    return builder(*leading, **knobs)
+
+
 def family(kind: str, name: str) -> str:
     """`gaussian` or the package (`udm`, `discrete`, `pfgm`, `green`) that defines the process/objective/sampler."""
     table = {"process": EXTRA_PROCESSES, "objective": EXTRA_OBJECTIVES, "sampler": EXTRA_SAMPLERS}[kind]
@@ -73,11 +82,7 @@ def process(name: str, **knobs):
         return processes_lib.process(name, **knobs)
     if name not in EXTRA_PROCESSES:
         raise _unknown("process", name, processes_lib.PROCESSES, EXTRA_PROCESSES)
-    builder = EXTRA_PROCESSES[name][1]
-    accepted = _accepted(builder)
-    if accepted is not None:
-        check_knobs(f"process {name!r}", knobs, accepted)
-    return builder(**knobs)
+    return _build_extra("process", EXTRA_PROCESSES, name, knobs)
 
 
 def objective(name: str, process, **knobs):
@@ -90,11 +95,7 @@ def objective(name: str, process, **knobs):
         return objectives_lib.objective(name, process, **knobs)
     if name not in EXTRA_OBJECTIVES:
         raise _unknown("objective", name, objectives_lib.OBJECTIVES, EXTRA_OBJECTIVES)
-    builder = EXTRA_OBJECTIVES[name][1]
-    accepted = _accepted(builder)
-    if accepted is not None:
-        check_knobs(f"objective {name!r}", knobs, [a for a in accepted if a not in ("process", "corruption")])
-    return builder(process, **knobs)
+    return _build_extra("objective", EXTRA_OBJECTIVES, name, knobs, process)
 
 
 def sampler(name: str, **knobs):
@@ -103,8 +104,4 @@ def sampler(name: str, **knobs):
         return samplers_lib.sampler(name, **knobs)
     if name not in EXTRA_SAMPLERS:
         raise _unknown("sampler", name, samplers_lib.SAMPLERS, EXTRA_SAMPLERS)
-    builder = EXTRA_SAMPLERS[name][1]
-    accepted = _accepted(builder)
-    if accepted is not None:
-        check_knobs(f"sampler {name!r}", knobs, accepted)
-    return builder(**knobs)
+    return _build_extra("sampler", EXTRA_SAMPLERS, name, knobs)
