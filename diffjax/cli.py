@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--process_id", type=int, default=None, help="multi-host: this process's index")
         p.add_argument("--heartbeat_timeout", type=int, default=100,
                        help="multi-host: seconds without a peer's heartbeat before every process stops")
+        p.add_argument("--cpu_devices", default="auto",
+                       help="CPU devices to split each batch over: 'auto' (one per core, up to 8, dividing the "
+                            "batch; single-process CPU runs) or a count (1: one device)")
         if name == "train":
             p.add_argument("--config", required=True, help="configs/<article>.py[:<scale>[,smoke]]")
             p.add_argument("--dry_run", action="store_true", help="validate and print the config, then stop")
@@ -80,6 +83,23 @@ def _init_distributed(args) -> None:
         jax.distributed.initialize(heartbeat_timeout_seconds=args.heartbeat_timeout)  # auto-detected cluster
 
 
+def _configure_cpu_devices(args, config) -> None:
+    """Declares the host's cores as CPU devices (`diffjax.training.host_devices`) before JAX starts."""
+    from .training.host_devices import configure_cpu_devices
+
+    distributed = (args.coordinator_address or args.num_processes or args.process_id is not None
+                   or any(v in os.environ for v in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES",
+                                                    "MEGASCALE_COORDINATOR_ADDRESS")))
+    if args.cpu_devices == "auto" and distributed:  # each process keeps the devices its launcher gave it
+        return
+    try:
+        configure_cpu_devices(args.cpu_devices, int(config.training.batch_size))
+    except ValueError as e:
+        from .config import ConfigError
+
+        raise ConfigError(str(e)) from None
+
+
 def _lost_peer(error: BaseException) -> str | None:
     """One line describing a failed collective of a multi-process run (a peer died), else None."""
     import jax
@@ -106,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             config = apply_overrides(load_config(args.config), overrides)
+            _configure_cpu_devices(args, config)
             from .experiment import validate
 
             validate(config)
@@ -125,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         from .generate import evaluate_workdir, likelihood_workdir, load_run_config, sample_and_evaluate
 
         config = load_run_config(args.workdir, overrides)
+        _configure_cpu_devices(args, config)
         _init_distributed(args)
         if args.command == "sample":
             print(json.dumps(sample_and_evaluate(config, args.workdir, num_samples=args.num_samples), indent=2))
