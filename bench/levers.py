@@ -1,7 +1,8 @@
 """Speed levers, each an interleaved A/B within one run: what a change buys, measured where it acts.
 
-Changes that belong outside the bench (the samplers' noise, the train loop) are measured here through local
-variants, without editing diffjax: a sampler subclass traced while `step_noise` is swapped (so its compiled
+Knobs of diffjax are compared through the knob itself (e.g. the samplers' `noise_rng`). Changes that belong
+outside the bench (the train loop, other layouts of the noise) are measured here through local variants,
+without editing diffjax: a sampler subclass traced while its module's `step_noise` is swapped (so its compiled
 program is cached apart), or a train step wrapped differently. Each row says `before`, `after`, their ratio.
 """
 
@@ -30,14 +31,14 @@ _SAMPLER_MODULES = ("diffjax.samplers._ancestral", "diffjax.samplers._ddim")
 
 
 # ---- noise generation in the sampler loop ----------------------------------------------------------------------
-def flat_normal(key, step, shape, dtype):
-    """`step_noise` drawing a flat vector then reshaping: the same threefry stream laid out in one dimension."""
+def flat_normal(key, step, shape, dtype, rng):
+    """`step_noise` by threefry drawing a flat vector then reshaping: the same stream laid out in one dimension."""
     return jax.random.normal(jax.random.fold_in(key, step), (math.prod(shape),), dtype).reshape(shape)
 
 
 @contextlib.contextmanager
 def swapped_step_noise(fn):
-    """Traces the samplers with `fn` in place of `diffjax.samplers._base.step_noise` (restored on exit)."""
+    """Traces the samplers with `fn` in place of `diffjax.samplers._noise.step_noise` (restored on exit)."""
     modules = [sys.modules[name] for name in _SAMPLER_MODULES]
     saved = [m.step_noise for m in modules]
     for m in modules:
@@ -65,23 +66,6 @@ def variant(sampler, tag: str):
     return cls(**{f.name: getattr(sampler, f.name) for f in dataclasses.fields(sampler)})
 
 
-def counter_hash_normal(key, step, shape, dtype):
-    """Normals from a counter hash: two rounds of MurmurHash3's 32-bit finaliser over (counter, seed), then
-    the inverse-erf transform `jax.random.normal` uses. Cheap and reproducible, but not a vetted generator:
-    measured only to show what the noise costs with a generator of a few integer operations per number."""
-    seed = jax.random.bits(jax.random.fold_in(key, step), (), jnp.uint32)
-
-    def fmix(h):
-        h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
-        h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
-        return h ^ (h >> 16)
-
-    bits = fmix(fmix(lax.iota(jnp.uint32, math.prod(shape)) ^ seed) + seed)
-    unit = lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0  # [0, 1)
-    lo = jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0))
-    return (jnp.sqrt(2.0) * lax.erf_inv(jnp.maximum(lo, 2.0 * unit - 1.0))).reshape(shape).astype(dtype)
-
-
 def _loop_in(context_fn, sampler, process, predictor, shape):
     """A sampler loop compiled and run inside `context_fn()` (a patch active while tracing and calling)."""
     with context_fn():
@@ -95,32 +79,37 @@ def _loop_in(context_fn, sampler, process, predictor, shape):
 
 
 def noise_levers(quick: bool, passes: int) -> list[dict]:
-    """The ancestral loop with its per-step normal draw made in several ways, and with none (ms per step)."""
+    """The ancestral loop with its per-step normal draw made in several ways, and with none (ms per step):
+    the samplers' `noise_rng` knob (`threefry`, `jax.random.normal` as drawn before, against `pcg`, the
+    default), and local variants of the threefry draw (a flat layout, the classic non-partitionable threefry,
+    rbg keys)."""
     steps, shape = (20, (4, 8, 8, 3)) if quick else (1000, (64, 32, 32, 3))
     process, predictor = dj.process("ddpm"), workloads.trivial_predictor()
-    base = dj.sampler("ancestral", steps=steps)
+    threefry = dj.sampler("ancestral", steps=steps, noise_rng="threefry")
+    before = "threefry (jax.random, shaped)"
     builders = {
-        "threefry (as is)": lambda: workloads.sampler_loop(base, process, predictor, shape),
+        before: lambda: workloads.sampler_loop(threefry, process, predictor, shape),
+        "pcg (default)": lambda: workloads.sampler_loop(
+            dj.sampler("ancestral", steps=steps), process, predictor, shape
+        ),
         "threefry, flat draw": lambda: _loop_in(
-            lambda: swapped_step_noise(flat_normal), variant(base, "flat"), process, predictor, shape
+            lambda: swapped_step_noise(flat_normal), variant(threefry, "flat"), process, predictor, shape
         ),
         "threefry, not partitionable": lambda: _loop_in(
-            lambda: threefry_partitionable(False), variant(base, "classic"), process, predictor, shape
+            lambda: threefry_partitionable(False), variant(threefry, "classic"), process, predictor, shape
         ),
-        "rbg key": lambda: workloads.sampler_loop(base, process, predictor, shape, key_impl="rbg"),
-        "unsafe_rbg key": lambda: workloads.sampler_loop(base, process, predictor, shape, key_impl="unsafe_rbg"),
-        "counter hash (not vetted)": lambda: _loop_in(
-            lambda: swapped_step_noise(counter_hash_normal), variant(base, "hash"), process, predictor, shape
+        "threefry, rbg key": lambda: workloads.sampler_loop(threefry, process, predictor, shape, key_impl="rbg"),
+        "threefry, unsafe_rbg key": lambda: workloads.sampler_loop(
+            threefry, process, predictor, shape, key_impl="unsafe_rbg"
         ),
         "no noise (ddim eta=0, same grid)": lambda: workloads.sampler_loop(
             dj.sampler("ddim", steps=steps, eta=0.0), process, predictor, shape
         ),
     }
-    names = ("threefry (as is)", "threefry, flat draw") if quick else tuple(builders)
+    names = (before, "pcg (default)") if quick else tuple(builders)
     loops = {name: builders[name]() for name in names}
     times = interleave({name: (lambda w=w: timed(w.run)) for name, w in loops.items()}, passes)
     ms = {name: 1e3 * median(v) / steps for name, v in times.items()}
-    before = "threefry (as is)"
     return [
         _row(
             "sampler noise",
@@ -152,7 +141,7 @@ def host_loop_lever(quick: bool, passes: int) -> list[dict]:
         return sampler.update(None, 0, x, x0, eps, *coef)
 
     def host_loop():
-        x = process.prior_sample(jax.random.key(0), shape)
+        x = sampler.prior(jax.random.key(0), process, shape)  # the fused loop's prior draw (noise_rng)
         for i in range(steps):
             x = one_step(x, ts[i], coefs[i])
         return x
@@ -254,14 +243,16 @@ class RbgDropout:
 
 
 def train_levers(quick: bool, passes: int) -> list[dict]:
-    """The digits train step as the runner builds it, against bfloat16 compute (the `dtype` knob) and against
-    rbg dropout masks (a local variant): images per second and compile seconds."""
+    """The digits train step as the runner builds it, against one device (when there are several), bfloat16
+    compute (the `dtype` knob) and rbg dropout masks (a local variant): images per second and compile seconds."""
     batch = 2 if quick else 32
     steps = {
         "as is": workloads.train_step("digits", batch, quick=quick),
         "bf16": workloads.train_step("digits", batch, quick=quick, model_overrides={"dtype": "bfloat16"}),
         "rbg": workloads.train_step("digits", batch, quick=quick, wrap_model=RbgDropout),
     }
+    if jax.device_count() > 1:  # the batch over every (CPU) device, as the runner's mesh does, against one
+        steps["one device"] = workloads.train_step("digits", batch, quick=quick, devices=1)
     times = interleave({name: (lambda w=w: timed(w.run)) for name, w in steps.items()}, passes)
     label = f"digits U-Net train step, batch {batch}"
     img_s = {name: batch / median(v) for name, v in times.items()}
@@ -287,6 +278,21 @@ def train_levers(quick: bool, passes: int) -> list[dict]:
             higher_is_better=True,
         ),
     ]
+    if "one device" in steps:
+        rows.insert(
+            0,
+            _row(
+                f"host devices: the batch split over {jax.device_count()} {jax.default_backend()} devices "
+                "(diffjax.training.host_devices)",
+                label,
+                "1 device",
+                img_s["one device"],
+                f"{jax.device_count()} devices",
+                img_s["as is"],
+                "img/s",
+                higher_is_better=True,
+            ),
+        )
     if jax.config.jax_compilation_cache_dir:  # a cached program's compile time says nothing of the compiler
         return rows
     return rows + [

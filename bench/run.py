@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import platform
@@ -22,6 +23,7 @@ import time
 import jax
 
 import diffjax as dj
+from diffjax.training.host_devices import configure_cpu_devices
 
 from . import levers, report, workloads
 from .peer_client import Peer
@@ -186,6 +188,12 @@ def sampler_section(args, peer) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # Before JAX starts: the host's cores as CPU devices, dividing every timed batch, as the CLI does.
+    batches = [
+        *(args.digits_batches if "train" in args.sections else ()),
+        *(args.cifar_batches if "train" in args.sections else ()),
+    ]
+    configure_cpu_devices(args.cpu_devices, math.gcd(*batches) if batches else None)
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", str(args.compilation_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -197,6 +205,7 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": str(jax.devices()),
+        "cpu_devices": args.cpu_devices,
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -246,7 +255,7 @@ def parse_args(argv=None):
         help="the peers' Python (e.g. .venv-peers/bin/python): also time diffusers / k-diffusion",
     )
     parser.add_argument("--passes", type=int, default=None, help="interleaved passes (default 3; quick 1)")
-    parser.add_argument("--repeats", type=int, default=None, help="train steps timed per pass (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="train steps timed per pass (default 3; quick 1)")
     parser.add_argument("--digits_batches", type=_ints, default=None, help="default 32,128 (quick 2)")
     parser.add_argument("--cifar_batches", type=_ints, default=None, help="default 8,16 (quick: none)")
     parser.add_argument("--unet_sample_batch", type=int, default=None, help="default 4 (quick 2)")
@@ -268,6 +277,11 @@ def parse_args(argv=None):
         default=None,
         help="a persistent XLA compilation cache directory (a second run skips compiling)",
     )
+    parser.add_argument(
+        "--cpu_devices",
+        default="auto",
+        help="CPU devices the train steps split their batch over: 'auto' (one per core, as the CLI) or a count",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -275,7 +289,7 @@ def parse_args(argv=None):
     quick = args.quick
     defaults = dict(
         passes=1 if quick else 3,
-        repeats=1,
+        repeats=1 if quick else 3,
         digits_batches=(2,) if quick else (32, 128),
         cifar_batches=() if quick else (8, 16),
         unet_sample_batch=2 if quick else 4,

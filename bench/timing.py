@@ -35,15 +35,23 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleave(workloads: dict[str, Callable[[], float]], passes: int) -> dict[str, list[float]]:
+SETTLE_S = 0.5
+
+
+def interleave(
+    workloads: dict[str, Callable[[], float]], passes: int, settle_s: float = SETTLE_S
+) -> dict[str, list[float]]:
     """Calls each `measure()` (which returns seconds) once per pass, in turn, `passes` times.
 
     Taking turns within a pass, rather than all of one then all of the other, spreads the machine's
     drift and other users' load over every contender alike; compare medians of the returned lists.
+    Each call waits `settle_s` first: torch's OpenMP workers (and XLA's) keep spinning for a while after
+    their work, and would otherwise take the cores from whichever contender runs next.
     """
     times = {name: [] for name in workloads}
     for _ in range(passes):
         for name, measure in workloads.items():
+            time.sleep(settle_s)
             times[name].append(measure())
     return times
 

@@ -6,6 +6,7 @@ Each builder compiles ahead of time (the compile time is reported apart) and ret
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import time
 
@@ -17,6 +18,7 @@ import diffjax as dj
 from diffjax.config import load_config
 from diffjax.experiment import model_fn
 from diffjax.models import PRESETS, build_model, count_params
+from diffjax.training import mesh as mesh_lib
 from diffjax.training.optimizer import build_optimizer
 from diffjax.training.state import init_state
 from diffjax.training.step import make_train_step
@@ -57,9 +59,12 @@ def train_step(
     model_overrides: dict | None = None,
     wrap_model=None,
     num_steps: int = 10_000,
+    devices: int | None = None,
 ) -> Workload:
     """One train step of U-Net `name` as the runner builds it: `make_train_step` with the eps-MSE objective on
-    DDPM, the scale's optimizer (`diffjax.training.optimizer`) and EMA, jitted with the state donated.
+    DDPM, the scale's optimizer (`diffjax.training.optimizer`) and EMA, jitted with the state donated, the state
+    replicated and the batch split over the first `devices` devices (default: the most that divide the batch, as
+    the runner's mesh; on a CPU host the CLI declares one device per core, `diffjax.training.host_devices`).
 
     `info` holds XLA's FLOPs per step, its buffer sizes and the parameter count. `wrap_model(model)` may
     return a stand-in with the same `init`/`apply` (a local variant of the step, for the levers).
@@ -73,11 +78,20 @@ def train_step(
     step = make_train_step(model, objective, optimizer, schedule, seed=0, ema_decay=config.training.ema_decay)
     shape = (batch, *image_shape(name, quick))
     # An rbg key only for the initial weights: threefry initialisers take XLA:CPU long to compile.
+    if devices is None:  # as many as divide the batch
+        devices = max(d for d in range(1, jax.device_count() + 1) if batch % d == 0)
+    mesh = mesh_lib.make_mesh(jax.devices()[:devices])
+    mesh_lib.check_batch_size(batch, mesh)
+    replicated, rows = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
     state = jax.jit(
-        lambda key: init_state(model, optimizer, key, jnp.zeros((1, *shape[1:])), jnp.ones((1,), jnp.int32))
+        lambda key: init_state(model, optimizer, key, jnp.zeros((1, *shape[1:])), jnp.ones((1,), jnp.int32)),
+        out_shardings=replicated,
     )(jax.random.key(0, impl="rbg"))
-    data = {"x": _images(jax.random.key(1), shape)}
-    compiled, compile_s = compile_jitted(jax.jit(step, donate_argnums=0), state, data)
+    data = {"x": jax.device_put(_images(jax.random.key(1), shape), rows)}
+    jitted = jax.jit(
+        step, donate_argnums=0, in_shardings=(replicated, {"x": rows}), out_shardings=(replicated, replicated)
+    )
+    compiled, compile_s = compile_jitted(jitted, state, data)
     holder = {"state": state}
 
     def run():
@@ -86,6 +100,7 @@ def train_step(
 
     info = {
         "batch": batch,
+        "devices": mesh.devices.size,
         "image_shape": list(shape[1:]),
         "params": count_params({"params": state.params}),
         "flops_per_step": flops(compiled),
@@ -122,12 +137,16 @@ def unet_predictor(name: str, batch: int, quick: bool = False):
 
 
 def sampler_loop(sampler, process, predictor, shape, *, key_impl: str | None = None, label: str = "") -> Workload:
-    """One whole `dj.sample` call (jitted once: the first call's time is the compile time)."""
-    make_key = (lambda i: jax.random.key(i)) if key_impl is None else (lambda i: jax.random.key(i, impl=key_impl))
-    counter = iter(range(1, 1 << 30))
+    """One whole `dj.sample` call (jitted once: the first call's time is the compile time), of `sampler` as
+    given: the sampler rows build theirs with `dj.sampler(name, ...)`, so they time its default noise generator
+    (`noise_rng="pcg"`), recorded in `info`."""
+    # Fresh keys made ahead, as the peers' loops draw from torch's global generator: making a key from an int
+    # costs 0.3 ms of host work per call here, which is no part of the sampler.
+    base = jax.random.key(1) if key_impl is None else jax.random.key(1, impl=key_impl)
+    keys = itertools.cycle(list(jax.random.split(base, 64)))
 
     def run():
-        return dj.sample(make_key(next(counter)), predictor, process, sampler, shape)
+        return dj.sample(next(keys), predictor, process, sampler, shape)
 
     compile_s = timed(run)
     steps = sampler.steps or process.num_steps
@@ -136,7 +155,12 @@ def sampler_loop(sampler, process, predictor, shape, *, key_impl: str | None = N
         run,
         units=steps,
         compile_s=compile_s,
-        info={"shape": list(shape), "steps": steps, "key_impl": key_impl or "threefry2x32"},
+        info={
+            "shape": list(shape),
+            "steps": steps,
+            "key_impl": key_impl or "threefry2x32",
+            "noise_rng": getattr(sampler, "noise_rng", None),
+        },
     )
 
 

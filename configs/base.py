@@ -55,6 +55,7 @@ def get_config() -> ConfigDict:
     c.sampler = ConfigDict(dict(
         name="ancestral", steps=placeholder(int), spacing=placeholder(str), rho=placeholder(float),
         clip_x0=placeholder(bool), clip_final=placeholder(bool),
+        noise_rng=placeholder(str),  # the Gaussian samplers' noise generator: pcg (default) | threefry
         # ancestral, ddim
         eta=placeholder(float), variance=placeholder(str), guidance=placeholder(str),
         # euler_maruyama / reverse_sde, pc
@@ -109,7 +110,8 @@ def get_config() -> ConfigDict:
         attn_resolutions=placeholder(tuple), num_groups=placeholder(int), resamp_with_conv=placeholder(bool),
         skip_rescale=placeholder(bool),
         # both: dtype 'bfloat16' computes products in bf16 (parameters, norms and outputs stay float32)
-        dtype=placeholder(str), dropout=placeholder(float), time_embedding=placeholder(str), time_scale=placeholder(float),
+        dtype=placeholder(str), dropout=placeholder(float), time_embedding=placeholder(str),
+        time_scale=placeholder(float),
     ))
 
     # The data: diffjax.data.load_dataset(name, ...).

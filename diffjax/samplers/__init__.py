@@ -20,6 +20,7 @@ from ._dpm_solver import DPMSolver as DPMSolver
 from ._edm import EDMEuler as EDMEuler
 from ._edm import EDMHeun as EDMHeun
 from ._interpolation import slerp as slerp
+from ._noise import NOISE_RNGS as NOISE_RNGS
 from ._ode import ProbabilityFlowODE as ProbabilityFlowODE
 from ._pc import PredictorCorrector as PredictorCorrector
 from ._sde import EulerMaruyama as EulerMaruyama
@@ -41,8 +42,9 @@ def sampler(name: str, **knobs) -> Sampler:
     """Builds the sampler `name` with defaults from FORMULATIONS.md, overridden by `knobs`.
 
     Every sampler takes the grid knobs `steps` (grid times, each queried once by first-order steps; the last
-    one jumps to clean data with x̂_0 there), `spacing`, `rho`, `timesteps`, `clip_x0`, `clip_final` and
-    `clip_range`. Names and their own knobs:
+    one jumps to clean data with x̂_0 there), `spacing`, `rho`, `timesteps`, `clip_x0`, `clip_final`,
+    `clip_range`, and `noise_rng` (the generator of the prior and of the steps' noise, in `NOISE_RNGS`: `pcg`,
+    the default, or `threefry`, `jax.random.normal`). Names and their own knobs:
 
     * `ancestral` (variance in {beta, posterior, analytic, npr, sn}, guidance in {eps, mean}; steps = all of
       DDPM's) and `ddim` (eta=0, steps=50, variance in {eta, analytic, npr, sn}), articles (一)–(四), on any
@@ -99,8 +101,9 @@ def _sample(key, predictor, process, sampler, shape, cond, x_init):
     return sampler.run(key, predictor, process, x_init, cond)
 
 
-def sample(key, predictor: Predictor, process, sampler: Sampler, shape, *, cond=None, x_init=None,
-           return_info: bool = False):
+def sample(
+    key, predictor: Predictor, process, sampler: Sampler, shape, *, cond=None, x_init=None, return_info: bool = False
+):
     """Draws `shape[0]` samples: `x_T` from the prior, then the reverse process of `sampler`.
 
     Pure and jitted once per (predictor function, process, sampler, shape); a second call with a new key,
@@ -133,8 +136,17 @@ def _invert(predictor, process, sampler, x0, cond):
     return sampler.invert(predictor, process, x0, cond)
 
 
-def ddim_invert(predictor: Predictor, process, x0, *, steps: int = 50, spacing=None, timesteps=None, cond=None,
-                return_info: bool = False):
+def ddim_invert(
+    predictor: Predictor,
+    process,
+    x0,
+    *,
+    steps: int = 50,
+    spacing=None,
+    timesteps=None,
+    cond=None,
+    return_info: bool = False,
+):
     """Maps data `x0` to its prior noise `x_T` by running deterministic DDIM forwards (article (四)).
 
     Sampling back with `dj.sampler("ddim", eta=0, steps=steps, spacing=spacing)` from `x_init=x_T` returns

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from .._checks import check_choice
 from ..guidance import ClassifierGuided
 from ..variance import X0_VARIANCE_RULES, check_x0_variance_source
-from ._base import GridSampler, step_noise
+from ._base import GridSampler
+from ._noise import step_noise
 
 VARIANCES = ("beta", "posterior", *X0_VARIANCE_RULES)
 GUIDANCE_FORMS = ("eps", "mean")
@@ -24,7 +25,8 @@ class Ancestral(GridSampler):
     (bbar_{t-1}^2 beta_t^2/bbar_t^2) I)`, with `x_0` replaced by the prediction `x̂_0(x_t)`.
 
     Written for any step t -> s of a Gaussian process (alpha_{t|s} = alpha_t/alpha_s,
-    sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2), it is DDPM's sampler on consecutive steps.
+    sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2), it is DDPM's sampler on consecutive steps. Step i's
+    normal draw is `step_noise(key, i, ..., noise_rng)` (`diffjax.samplers._noise`).
 
     Attributes:
         variance: `beta` (sigma_ts^2 = beta_t^2: exact for N(0, I) data; Su's default), `posterior`
@@ -59,8 +61,9 @@ class Ancestral(GridSampler):
         """Adds the scaled classifier gradient (`log_prob_grad`, with `guidance="mean"`, taken next to the
         unguided mean) and the x_0 variance (`x0_var`, for the optimal variances) to `(x̂_0, eps)`."""
         if self.guidance != "mean":
-            return with_x0_variance_extra(self, predictor, process, x, t, cond, *super().predict(
-                predictor, process, x, t, cond))
+            return with_x0_variance_extra(
+                self, predictor, process, x, t, cond, *super().predict(predictor, process, x, t, cond)
+            )
         x0, eps = predictor.unguided_x0_eps(process, x, t, **cond)
         extras = {"log_prob_grad": predictor.scaled_log_prob_grad(x, t, **cond)}
         return with_x0_variance_extra(self, predictor, process, x, t, cond, x0, eps, extras)
@@ -79,7 +82,7 @@ class Ancestral(GridSampler):
             var = var + gamma**2 * x0_var
         if log_prob_grad is not None:
             mean = mean + var * log_prob_grad
-        return mean + jnp.sqrt(var).astype(x.dtype) * step_noise(key, step, x.shape, x.dtype)
+        return mean + jnp.sqrt(var).astype(x.dtype) * step_noise(key, step, x.shape, x.dtype, self.noise_rng)
 
 
 def with_x0_variance_extra(sampler, predictor, process, x, t, cond, x0, eps, extras):

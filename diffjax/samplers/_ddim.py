@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from .._checks import check_choice
 from ..variance import X0_VARIANCE_RULES, check_x0_variance_source
 from ._ancestral import with_x0_variance_extra
-from ._base import GridSampler, batched_time, step_noise
+from ._base import GridSampler, batched_time
+from ._noise import step_noise
 
 VARIANCES = ("eta", *X0_VARIANCE_RULES)
 
@@ -22,7 +23,8 @@ class DDIM(GridSampler):
 
     `sigma~ = eta * sigma_{t|s} sigma_s / sigma_t` is eta times the posterior standard deviation, so eta = 1
     is DDPM with the posterior variance and eta = 0 the deterministic DDIM, the Euler discretisation of
-    `d(x/alpha) = ε d(sigma/alpha)`. With `clip_x0`, ε̂ is recomputed from the clipped x̂_0.
+    `d(x/alpha) = ε d(sigma/alpha)`. With `clip_x0`, ε̂ is recomputed from the clipped x̂_0. Step i's `z` is
+    `step_noise(key, i, ..., noise_rng)`, the ancestral sampler's draw on the same grid.
 
     Attributes:
         eta: the noise scale in [0, 1].
@@ -50,8 +52,9 @@ class DDIM(GridSampler):
 
     def predict(self, predictor, process, x, t, cond):
         """Adds `x0_var`, the variance of x_0 given x_t, for the optimal variances (七)–(八)."""
-        return with_x0_variance_extra(self, predictor, process, x, t, cond, *super().predict(
-            predictor, process, x, t, cond))
+        return with_x0_variance_extra(
+            self, predictor, process, x, t, cond, *super().predict(predictor, process, x, t, cond)
+        )
 
     def update(self, key, step, x, x0, eps, alpha_t, sigma_t, alpha_s, sigma_s, *, x0_var=None):
         """One step t -> s; `x0_var` is `var0_t` for the optimal variances, supplied by `run`."""
@@ -67,7 +70,8 @@ class DDIM(GridSampler):
         if self.variance in X0_VARIANCE_RULES:
             gamma = alpha_s - alpha_t * direction / sigma_t
             noise_std = jnp.sqrt(noise_std**2 + gamma**2 * x0_var)
-        return alpha_s * x0 + direction * eps + noise_std.astype(x.dtype) * step_noise(key, step, x.shape, x.dtype)
+        z = step_noise(key, step, x.shape, x.dtype, self.noise_rng)
+        return alpha_s * x0 + direction * eps + noise_std.astype(x.dtype) * z
 
     def invert(self, predictor, process, x0, cond):
         """Runs deterministic DDIM forwards, data -> `x_T`, on the reversed grid of this sampler.

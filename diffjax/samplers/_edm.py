@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_choice
-from ._base import ContinuousSampler, batched_time, step_noise
+from ._base import ContinuousSampler, batched_time
+from ._noise import step_noise
 
 VARIABLES = ("sigma", "t")
 
@@ -36,7 +37,8 @@ class EDMHeun(ContinuousSampler):
     it returns x̂_0 at the last grid time. Heun costs `2N - 1` model evaluations (35 for N = 18), Euler
     (`order = 1`, the `euler` sampler, which is deterministic DDIM on the same grid) `N`.
 
-    With `S_churn = 0` (the default) the sampler is deterministic and draws no random numbers at all.
+    Step i's churn noise `z` is `step_noise(key, i, ..., noise_rng)`. With `S_churn = 0` (the default) the
+    sampler is deterministic and draws no random numbers at all.
     The churn's `sigma^` may exceed `sigma~(t_max)` at the first step (`S_tmax = inf`); the model is then
     queried at the time whose log-SNR matches, beyond t_max where the process's closed form allows it.
 
@@ -121,7 +123,7 @@ class EDMHeun(ContinuousSampler):
             t_hat = jnp.where(on, process.t_from_edm_sigma(sigma_hat), t).astype(t.dtype)
             tau_hat, alpha_hat = level(t_hat)
             std = jnp.where(on, jnp.sqrt(sigma_hat**2 - jnp.where(on, sigma_tilde, 0.0) ** 2), 0.0) * self.S_noise
-            z = step_noise(key, i, y.shape, y.dtype)
+            z = step_noise(key, i, y.shape, y.dtype, self.noise_rng)
             if sigma_mode:  # x~^ = x~ + std z
                 return (y + std * z).astype(y.dtype), t_hat, tau_hat, alpha_hat
             # x^ = alpha^ (x / alpha + std z) in the process's own variable (alpha > 0 wherever churn is on).

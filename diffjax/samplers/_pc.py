@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_choice
-from ._base import ContinuousSampler, check_finite_sde, step_noise
+from ._base import ContinuousSampler, check_finite_sde
+from ._noise import step_noise
 from ._sde import reverse_sde_coefficients, reverse_sde_drift
 
 PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral")
@@ -43,7 +44,7 @@ class PredictorCorrector(ContinuousSampler):
     * `ancestral`: DDPM's ancestral step with `sigma = beta` (the `ancestral` sampler's kernel).
 
     The last grid time is corrected and then jumps to clean data with x̂_0, so `steps` grid times cost
-    `steps * (1 + n_corrector)` model evaluations. The predictor draws `step_noise(key, i)` (with
+    `steps * (1 + n_corrector)` model evaluations. The predictor draws `step_noise(key, i, ..., noise_rng)` (with
     `n_corrector = 0` and `euler_maruyama` this is the `euler_maruyama` sampler, up to rounding); the corrector draws
     from an independent stream.
 
@@ -81,7 +82,7 @@ class PredictorCorrector(ContinuousSampler):
 
         def correct(x, i, t, sigma, alpha):
             def body(j, x):
-                noise = step_noise(jax.random.fold_in(corrector_key, i), j, x.shape, x.dtype)
+                noise = step_noise(jax.random.fold_in(corrector_key, i), j, x.shape, x.dtype, self.noise_rng)
                 return langevin_step(x, score(x, t, sigma), noise, self.snr, alpha).astype(x.dtype)
 
             return jax.lax.fori_loop(0, int(self.n_corrector), body, x)
@@ -91,7 +92,7 @@ class PredictorCorrector(ContinuousSampler):
             a_t, s_t, a_s, s_s = process.alpha(t), process.sigma(t), process.alpha(s), process.sigma(s)
             x = correct(x, i, t, s_t, (a_t / a_s) ** 2)
             x0, eps = self.x0_eps(model, process, x, t, cond)
-            z = step_noise(key, i, x.shape, x.dtype)
+            z = step_noise(key, i, x.shape, x.dtype, self.noise_rng)
             alpha_ts = a_t / a_s
             var_ts = s_t**2 - alpha_ts**2 * s_s**2
             if self.predictor == "ancestral":  # article (三)'s posterior mean, variance beta^2 = var_ts

@@ -7,7 +7,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ._base import ContinuousSampler, check_finite_sde, step_noise
+from ._base import ContinuousSampler, check_finite_sde
+from ._noise import step_noise
 
 
 def reverse_sde_coefficients(process, t, s):
@@ -42,7 +43,8 @@ class EulerMaruyama(ContinuousSampler):
         x_s = x_t - h [f x_t - ½(1 + sigma_rev^2) g^2 grad log p_t(x_t)] + sigma_rev g sqrt(h) z,
 
     with the score `-ε̂/sigma_t` of the model (any prediction kind, converted exactly) and `z` the step's
-    standard normal draw (`step_noise(key, i)`, the same draws as the ancestral sampler on the same grid).
+    standard normal draw by `noise_rng` (`step_noise(key, i, ..., noise_rng)`, the same draws as the ancestral
+    sampler on the same grid with the same generator).
     The last grid time jumps to clean data with x̂_0 there (Tweedie's `(x + sigma^2 score)/alpha`, the
     noise-free final step of Song et al.); with `steps` grid times that is `steps` model evaluations.
     `sigma_rev = 0` draws no noise.
@@ -78,7 +80,7 @@ class EulerMaruyama(ContinuousSampler):
             x0, eps = self.x0_eps(predictor, process, x, t, cond)
             x = x - h * reverse_sde_drift(x0, eps, alpha_dot, sigma_dot, g2_over_sigma, sigma_rev)
             if sigma_rev > 0:
-                x = x + sigma_rev * noise_std * step_noise(key, i, x.shape, x.dtype)
+                x = x + sigma_rev * noise_std * step_noise(key, i, x.shape, x.dtype, self.noise_rng)
             return x.astype(x_init.dtype), None
 
         x, _ = jax.lax.scan(step, x_init, (jnp.arange(ts.shape[0] - 1), ts[:-1], ts[1:]))

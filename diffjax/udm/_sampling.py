@@ -46,9 +46,13 @@ class CorruptionSampler(GridSampler):
 
     Attributes:
         record_x0: also return every step's x̂_0 as `info["x0_hat"]`, shape `(steps, *x.shape)`.
+        noise_rng: always `"threefry"`: the steps draw their corruption's own noise (`sample_noise`, with
+            `jax.random`), not the Gaussian samplers' generator; a Gaussian sampler given
+            `noise_rng="threefry"` draws the same numbers.
     """
 
     record_x0: bool = False
+    noise_rng: str = "threefry"
 
     name = "udm"
 
@@ -61,6 +65,9 @@ class CorruptionSampler(GridSampler):
 
     def validate(self, process, predictor):
         check_corruption(self.name, process, predictor)
+        if self.noise_rng != "threefry":
+            raise ValueError(f"sampler {self.name!r} draws its corruption's own noise with jax.random; drop "
+                             f"noise_rng={self.noise_rng!r} (only 'threefry')")
         if self.steps is not None and (int(self.steps) != self.steps or not 1 <= self.steps <= process.num_steps):
             raise ValueError(f"steps must be between 1 and T={process.num_steps}, got {self.steps}")
         if self.timesteps is not None:
