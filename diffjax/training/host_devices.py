@@ -37,8 +37,9 @@ def auto_device_count(batch_size: int | None = None, cores: int | None = None) -
 
 def device_count_is_set() -> bool:
     """Whether the user already chose the CPU device count (XLA_FLAGS or JAX_NUM_CPU_DEVICES)."""
-    return ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-            or "JAX_NUM_CPU_DEVICES" in os.environ)
+    return (
+        "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ
+    )
 
 
 def configure_cpu_devices(requested: str | int = "auto", batch_size: int | None = None) -> int | None:
@@ -66,13 +67,16 @@ def configure_cpu_devices(requested: str | int = "auto", batch_size: int | None 
         if count < 1:
             raise ValueError(f"--cpu_devices={requested!r}: use 'auto' or a positive integer (1: one device)")
         if batch_size is not None and batch_size % count:
-            raise ValueError(f"--cpu_devices={count} does not divide training.batch_size={batch_size}; use a "
-                             f"divisor of it or 'auto'")
+            raise ValueError(
+                f"--cpu_devices={count} does not divide training.batch_size={batch_size}; use a divisor of it or 'auto'"
+            )
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as e:  # the backends are already running
         if requested == "auto":
             return None
-        raise ValueError(f"--cpu_devices={count}: JAX has already started; set it before any JAX computation "
-                         f"(or export JAX_NUM_CPU_DEVICES={count})") from e
+        raise ValueError(
+            f"--cpu_devices={count}: JAX has already started; set it before any JAX computation "
+            f"(or export JAX_NUM_CPU_DEVICES={count})"
+        ) from e
     return count
