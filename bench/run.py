@@ -269,7 +269,7 @@ def parse_args(argv=None):
         "--peak_tflops",
         type=float,
         default=None,
-        help="the device's peak TFLOP/s for the MFU column (e.g. 790 for an H200 in bf16)",
+        help="the peak TFLOP/s of all the devices a step runs on, for the MFU column (e.g. 790 for one H200 in bf16)",
     )
     parser.add_argument(
         "--compilation_cache",

@@ -103,7 +103,8 @@ def train_step(
         "devices": mesh.devices.size,
         "image_shape": list(shape[1:]),
         "params": count_params({"params": state.params}),
-        "flops_per_step": flops(compiled),
+        # XLA counts one device's share of a partitioned program
+        "flops_per_step": None if flops(compiled) is None else flops(compiled) * mesh.devices.size,
         "memory": memory(compiled),
     }
     return Workload(f"train {name} b{batch}", run, units=batch, compile_s=compile_s, info=info)
