@@ -37,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--heartbeat_timeout", type=int, default=100,
                        help="multi-host: seconds without a peer's heartbeat before every process stops")
         p.add_argument("--cpu_devices", default="auto",
-                       help="CPU devices to split each batch over: 'auto' (one per core, up to 8, dividing the "
-                            "batch; single-process CPU runs) or a count (1: one device)")
+                       help="CPU devices to split each batch over: 'auto' (for a U-Net one per core, up to 8, "
+                            "dividing the batch, else 1; single-process CPU runs) or a count (1: one device)")
         if name == "train":
             p.add_argument("--config", required=True, help="configs/<article>.py[:<scale>[,smoke]]")
             p.add_argument("--dry_run", action="store_true", help="validate and print the config, then stop")
@@ -93,7 +93,7 @@ def _configure_cpu_devices(args, config) -> None:
     if args.cpu_devices == "auto" and distributed:  # each process keeps the devices its launcher gave it
         return
     try:
-        configure_cpu_devices(args.cpu_devices, int(config.training.batch_size))
+        configure_cpu_devices(args.cpu_devices, int(config.training.batch_size), model=config.model.name)
     except ValueError as e:
         from .config import ConfigError
 

@@ -22,6 +22,12 @@ def test_auto_count_is_the_largest_divisor_of_the_batch_within_the_cores(batch, 
     assert auto_device_count(batch, cores) == expected
 
 
+def test_auto_splits_only_for_the_u_net():
+    assert auto_device_count(128, 2, model="unet") == 2
+    for model in ("mlp", "transformer", "encoder_decoder"):
+        assert auto_device_count(128, 2, model=model) == 1
+
+
 def test_a_count_in_the_environment_is_the_users_choice(monkeypatch):
     monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
@@ -56,14 +62,15 @@ def _train(workdir, *extra):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_cli_splits_the_batch_over_the_cores_and_refuses_a_count_that_does_not_divide_it(tmp_path):
+def test_the_cli_sets_the_count_and_refuses_one_that_does_not_divide_the_batch(tmp_path):
     bad = _train(tmp_path / "bad", "--cpu_devices", "3")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: --cpu_devices=3 does not divide training.batch_size=8; use a divisor of it or 'auto'")
     assert not (tmp_path / "bad" / "checkpoints").exists()
 
-    out = _train(tmp_path / "auto")
-    assert out.returncode == 0, out.stderr[-2000:]
-    info = json.loads((tmp_path / "auto" / "run_info.json").read_text())
-    assert info["devices"] == auto_device_count(8)  # the toy smoke batch is 8
+    for flag, devices in (("auto", 1), ("2", 2)):  # the toy MLP stays on one device unless asked
+        out = _train(tmp_path / flag, "--cpu_devices", flag)
+        assert out.returncode == 0, out.stderr[-2000:]
+        info = json.loads((tmp_path / flag / "run_info.json").read_text())
+        assert info["devices"] == devices
