@@ -189,10 +189,7 @@ def sampler_section(args, peer) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     # Before JAX starts: the host's cores as CPU devices, dividing every timed batch, as the CLI does.
-    batches = [
-        *(args.digits_batches if "train" in args.sections else ()),
-        *(args.cifar_batches if "train" in args.sections else ()),
-    ]
+    batches = (*args.digits_batches, *args.cifar_batches) if "train" in args.sections else ()
     configure_cpu_devices(args.cpu_devices, math.gcd(*batches) if batches else None)
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", str(args.compilation_cache))

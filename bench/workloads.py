@@ -19,6 +19,7 @@ from diffjax.config import load_config
 from diffjax.experiment import model_fn
 from diffjax.models import PRESETS, build_model, count_params
 from diffjax.training import mesh as mesh_lib
+from diffjax.training.host_devices import auto_device_count
 from diffjax.training.optimizer import build_optimizer
 from diffjax.training.state import init_state
 from diffjax.training.step import make_train_step
@@ -79,7 +80,7 @@ def train_step(
     shape = (batch, *image_shape(name, quick))
     # An rbg key only for the initial weights: threefry initialisers take XLA:CPU long to compile.
     if devices is None:  # as many as divide the batch
-        devices = max(d for d in range(1, jax.device_count() + 1) if batch % d == 0)
+        devices = auto_device_count(batch, cores=jax.device_count())
     mesh = mesh_lib.make_mesh(jax.devices()[:devices])
     mesh_lib.check_batch_size(batch, mesh)
     replicated, rows = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
@@ -98,13 +99,14 @@ def train_step(
         holder["state"], metrics = compiled(holder["state"], data)
         return metrics
 
+    step_flops = flops(compiled)
     info = {
         "batch": batch,
         "devices": mesh.devices.size,
         "image_shape": list(shape[1:]),
         "params": count_params({"params": state.params}),
         # XLA counts one device's share of a partitioned program
-        "flops_per_step": None if flops(compiled) is None else flops(compiled) * mesh.devices.size,
+        "flops_per_step": None if step_flops is None else step_flops * mesh.devices.size,
         "memory": memory(compiled),
     }
     return Workload(f"train {name} b{batch}", run, units=batch, compile_s=compile_s, info=info)

@@ -73,13 +73,24 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> int:
     return code
 
 
+CLUSTER_VARIABLES = ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def _explicit_distributed(args) -> bool:
+    return bool(args.coordinator_address or args.num_processes or args.process_id is not None)
+
+
+def _cluster_detected() -> bool:
+    return any(v in os.environ for v in CLUSTER_VARIABLES)
+
+
 def _init_distributed(args) -> None:
     import jax
 
-    if args.coordinator_address or args.num_processes or args.process_id is not None:
+    if _explicit_distributed(args):
         jax.distributed.initialize(coordinator_address=args.coordinator_address, num_processes=args.num_processes,
                                    process_id=args.process_id, heartbeat_timeout_seconds=args.heartbeat_timeout)
-    elif any(v in os.environ for v in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")):
+    elif _cluster_detected():
         jax.distributed.initialize(heartbeat_timeout_seconds=args.heartbeat_timeout)  # auto-detected cluster
 
 
@@ -87,9 +98,7 @@ def _configure_cpu_devices(args, config) -> None:
     """Declares the host's cores as CPU devices (`diffjax.training.host_devices`) before JAX starts."""
     from .training.host_devices import configure_cpu_devices
 
-    distributed = (args.coordinator_address or args.num_processes or args.process_id is not None
-                   or any(v in os.environ for v in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES",
-                                                    "MEGASCALE_COORDINATOR_ADDRESS")))
+    distributed = _explicit_distributed(args) or _cluster_detected()
     if args.cpu_devices == "auto" and distributed:  # each process keeps the devices its launcher gave it
         return
     try:

@@ -75,6 +75,16 @@ def noise_floor(law, reference, num_draws: int = 8) -> dict:
     return {"mean": float(null.mean()), "std": float(null.std()), "threshold": threshold, "draws": null.tolist()}
 
 
+def digit_grid(x: np.ndarray, side: int = 10) -> np.ndarray:
+    """The first `side**2` 8x8 images in [-1, 1] tiled with one-pixel gaps, values in [0, 1]."""
+    x = (np.clip(x[: side * side, ..., 0], -1, 1) + 1) / 2
+    grid = np.ones((side * 9 - 1, side * 9 - 1))
+    for i, image in enumerate(x):
+        r, c = divmod(i, side)
+        grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = image
+    return grid
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     """A GitHub markdown table; floats are written with 4 significant digits."""
 

@@ -20,7 +20,7 @@ import time
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Report, markdown_table, parse_args
+from _common import Report, digit_grid, markdown_table, parse_args
 
 import diffjax as dj
 from diffjax import evaluation
@@ -74,16 +74,6 @@ def measure(images: np.ndarray, classifier) -> dict:
         "class_histogram": np.bincount(classifier.predict(images), minlength=10).tolist(),
         "ink": float(np.mean(images > 0)),
     }
-
-
-def image_grid(x: np.ndarray, side: int = 10) -> np.ndarray:
-    """The first `side**2` 8x8 images in [-1, 1] tiled with one-pixel gaps, values in [0, 1]."""
-    x = (np.clip(x[: side * side, ..., 0], -1, 1) + 1) / 2
-    grid = np.ones((side * 9 - 1, side * 9 - 1))
-    for i, image in enumerate(x):
-        r, c = divmod(i, side)
-        grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = image
-    return grid
 
 
 def main(out, quick: bool) -> None:
@@ -187,7 +177,7 @@ def main(out, quick: bool) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 7.2))
     for ax, label in zip(axes.flat, shown, strict=False):
         images, nfe, _ = rows[label]
-        ax.imshow(image_grid(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(digit_grid(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(label if nfe is None else f"{label} (NFE {nfe})", fontsize=9)
         ax.axis("off")
     ax = axes.flat[-1]

@@ -30,7 +30,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Report, markdown_table, parse_args
+from _common import Report, digit_grid, markdown_table, parse_args
 
 from diffjax import evaluation
 from diffjax.config import apply_overrides, load_config
@@ -118,16 +118,6 @@ def measure(x: np.ndarray, classifier, data_spread: float) -> dict:
         "out_of_range": float(np.mean(np.abs(x.reshape(len(x), -1)).max(-1) > 3.0)),
         "max_abs": float(np.abs(x).max()),
     }
-
-
-def image_grid(x: np.ndarray, side: int = 10) -> np.ndarray:
-    """The first `side**2` 8x8 images in [-1, 1] tiled with one-pixel gaps, values in [0, 1]."""
-    x = (np.clip(x[: side * side, ..., 0], -1, 1) + 1) / 2
-    grid = np.ones((side * 9 - 1, side * 9 - 1))
-    for i, image in enumerate(x):
-        r, c = divmod(i, side)
-        grid[r * 9 : r * 9 + 8, c * 9 : c * 9 + 8] = image
-    return grid
 
 
 def main(out, quick: bool) -> None:
@@ -262,7 +252,7 @@ def main(out, quick: bool) -> None:
 
     fig, axes = plt.subplots(2, len(rows), figsize=(2.4 * len(rows), 5.0), gridspec_kw={"height_ratios": [2.4, 1]})
     for (label, x), top, bottom in zip(rows.items(), axes[0], axes[1], strict=True):
-        top.imshow(image_grid(x), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        top.imshow(digit_grid(x), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         top.set_title(label.replace(": ", ":\n"), fontsize=8)
         top.axis("off")
         hist = np.asarray(results[label]["class_histogram"]) / len(x)
