@@ -243,8 +243,9 @@ class RbgDropout:
 
 
 def train_levers(quick: bool, passes: int) -> list[dict]:
-    """The digits train step as the runner builds it, against one device (when there are several), bfloat16
-    compute (the `dtype` knob) and rbg dropout masks (a local variant): images per second and compile seconds."""
+    """The digits train step as the runner builds it, against one device (when there are several), XLA:CPU's
+    default convolutions (on a CPU host), bfloat16 compute (the `dtype` knob) and rbg dropout masks (a local
+    variant): images per second and compile seconds."""
     batch = 2 if quick else 32
     steps = {
         "as is": workloads.train_step("digits", batch, quick=quick),
@@ -253,6 +254,12 @@ def train_levers(quick: bool, passes: int) -> list[dict]:
     }
     if jax.device_count() > 1:  # the batch over every (CPU) device, as the runner's mesh does, against one
         steps["one device"] = workloads.train_step("digits", batch, quick=quick, devices=1)
+    if jax.default_backend() == "cpu":  # XLA:CPU's default convolutions (YNNPACK) against Eigen's (the runner's)
+        steps["default convolutions"] = workloads.train_step("digits", batch, quick=quick, cpu_convolutions="default")
+        if "one device" in steps:
+            steps["default convolutions, one device"] = workloads.train_step(
+                "digits", batch, quick=quick, devices=1, cpu_convolutions="default"
+            )
     times = interleave({name: (lambda w=w: timed(w.run)) for name, w in steps.items()}, passes)
     label = f"digits U-Net train step, batch {batch}"
     img_s = {name: batch / median(v) for name, v in times.items()}
@@ -293,6 +300,22 @@ def train_levers(quick: bool, passes: int) -> list[dict]:
                 higher_is_better=True,
             ),
         )
+    for suffix, devices in (("", jax.device_count()), (", one device", 1)):
+        if f"default convolutions{suffix}" in steps:
+            after = "as is" if not suffix else "one device"
+            rows.append(
+                _row(
+                    "CPU convolutions: XLA:CPU's default (YNNPACK) against Eigen's "
+                    "(training.cpu_convolutions, diffjax.training.cpu_convolutions)",
+                    f"{label}, {devices} device{'s' if devices > 1 else ''}",
+                    "default",
+                    img_s[f"default convolutions{suffix}"],
+                    "eigen",
+                    img_s[after],
+                    "img/s",
+                    higher_is_better=True,
+                )
+            )
     if jax.config.jax_compilation_cache_dir:  # a cached program's compile time says nothing of the compiler
         return rows
     return rows + [

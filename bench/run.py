@@ -23,6 +23,7 @@ import time
 import jax
 
 import diffjax as dj
+from diffjax.training.cpu_convolutions import CHOICES as CPU_CONVOLUTIONS
 from diffjax.training.host_devices import configure_cpu_devices
 
 from . import levers, report, workloads
@@ -44,7 +45,7 @@ def train_section(args, peer) -> list[dict]:
     rows = []
     for name, batches in (("digits", args.digits_batches), ("cifar10", args.cifar_batches)):
         for batch in batches:
-            workload = workloads.train_step(name, batch, quick=args.quick)
+            workload = workloads.train_step(name, batch, quick=args.quick, cpu_convolutions=args.cpu_convolutions)
             contenders = {"diffjax": _seconds(workload, args.repeats)}
             request = None
             if peer is not None:
@@ -203,6 +204,7 @@ def main(argv=None) -> dict:
         "backend": jax.default_backend(),
         "devices": str(jax.devices()),
         "cpu_devices": args.cpu_devices,
+        "cpu_convolutions": args.cpu_convolutions,
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -278,6 +280,12 @@ def parse_args(argv=None):
         "--cpu_devices",
         default="auto",
         help="CPU devices the train steps split their batch over: 'auto' (one per core, as the CLI) or a count",
+    )
+    parser.add_argument(
+        "--cpu_convolutions",
+        default="eigen",
+        choices=CPU_CONVOLUTIONS,
+        help="the train steps' convolution library on a CPU host, as the runner's training.cpu_convolutions",
     )
     args = parser.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS)

@@ -18,6 +18,7 @@ import diffjax as dj
 from diffjax.config import load_config
 from diffjax.experiment import model_fn
 from diffjax.models import PRESETS, build_model, count_params
+from diffjax.training import cpu_convolutions as cpu_convolutions_lib
 from diffjax.training import mesh as mesh_lib
 from diffjax.training.host_devices import auto_device_count
 from diffjax.training.optimizer import build_optimizer
@@ -61,12 +62,14 @@ def train_step(
     wrap_model=None,
     num_steps: int = 10_000,
     devices: int | None = None,
+    cpu_convolutions: str = "eigen",
 ) -> Workload:
     """One train step of U-Net `name` as the runner builds it: `make_train_step` with the eps-MSE objective on
     DDPM, the scale's optimizer (`diffjax.training.optimizer`) and EMA, jitted with the state donated, the state
     replicated and the batch split over the first `devices` devices (default: the most that divide the batch, as
     the runner's mesh; on a CPU host the CLI declares one device per core, `diffjax.training.host_devices`).
 
+    `cpu_convolutions` is the runner's `training.cpu_convolutions` (`diffjax.training.cpu_convolutions`).
     `info` holds XLA's FLOPs per step, its buffer sizes and the parameter count. `wrap_model(model)` may
     return a stand-in with the same `init`/`apply` (a local variant of the step, for the levers).
     """
@@ -90,7 +93,11 @@ def train_step(
     )(jax.random.key(0, impl="rbg"))
     data = {"x": jax.device_put(_images(jax.random.key(1), shape), rows)}
     jitted = jax.jit(
-        step, donate_argnums=0, in_shardings=(replicated, {"x": rows}), out_shardings=(replicated, replicated)
+        step,
+        donate_argnums=0,
+        in_shardings=(replicated, {"x": rows}),
+        out_shardings=(replicated, replicated),
+        compiler_options=cpu_convolutions_lib.compiler_options(cpu_convolutions) or None,
     )
     compiled, compile_s = compile_jitted(jitted, state, data)
     holder = {"state": state}

@@ -128,6 +128,9 @@ def get_config() -> ConfigDict:
         # fsdp_min_size elements over `fsdp` devices, a divisor of the device count (1 = replicated); the mesh is
         # (devices / fsdp, fsdp) and the batch is split over all devices either way. May change on resume.
         fsdp=1, fsdp_min_size=2**16,
+        # On a CPU host, the library of the train step's convolutions: "eigen" (XLA's own, faster on the CPUs
+        # measured in bench/README.md) or "default" (XLA:CPU's default, YNNPACK); accelerators ignore it.
+        cpu_convolutions="eigen",
         progress_bar=True,
     ))
 

@@ -250,6 +250,12 @@ def validate(config: ConfigDict):
     if config.variance.estimator not in variance_lib.ESTIMATORS:
         raise ConfigError(f"config.variance.estimator: unknown {config.variance.estimator!r}; valid: "
                           f"{', '.join(variance_lib.ESTIMATORS)}")
+    from .training import cpu_convolutions
+
+    try:
+        cpu_convolutions.check_choice(config.training.cpu_convolutions)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     shards = config.training.grad_shards
     if shards < 0 or (shards and batch % shards):
         raise ConfigError(f"config.training.grad_shards={shards} must be 0 or a positive divisor of "

@@ -25,6 +25,7 @@ from ml_collections import ConfigDict
 from .. import __version__
 from ..config import ConfigError, changed_keys, from_json, to_json
 from ..experiment import validate
+from . import cpu_convolutions
 from . import mesh as mesh_lib
 from .checkpoint import Checkpoints, abstract_like
 from .optimizer import build_optimizer
@@ -37,8 +38,8 @@ log = logging.getLogger("diffjax")
 # Keys that may differ when a run resumes in the same workdir (they do not change what is trained).
 # `training.fsdp*` only lays the same state out differently: a run may resume on another mesh.
 RESUMABLE_KEYS = ("training.num_steps", "training.log_every", "training.checkpoint_every",
-                  "training.keep_checkpoints", "training.progress_bar", "training.fsdp", "sampling.", "evaluation.",
-                  "sampler.")
+                  "training.keep_checkpoints", "training.progress_bar", "training.fsdp",
+                  "training.cpu_convolutions", "sampling.", "evaluation.", "sampler.")
 
 
 class NonFiniteError(RuntimeError):
@@ -212,6 +213,11 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
         log.info("resuming from step %d in %s", start, workdir)
 
     keep_labels = getattr(formulation.objective, "needs_labels", False)  # e.g. a noisy classifier's loss
+    compiler_options = cpu_convolutions.compiler_options(config.training.cpu_convolutions)
+    if not cpu_convolutions.supported(compiler_options):
+        log.warning("this jaxlib does not take %s; the train step keeps XLA's default convolutions",
+                    compiler_options)
+        compiler_options = {}
     step_fn = jax.jit(
         make_train_step(model, formulation.objective, optimizer, schedule, seed=config.seed,
                         ema_decay=ema_decay(config.training.ema_decay, config.training.ema_halflife_images,
@@ -223,6 +229,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
         in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=0,
+        compiler_options=compiler_options or None,
     )
 
     writer = MetricWriter(workdir, enabled=is_main)
