@@ -97,7 +97,7 @@ def train_step(
         donate_argnums=0,
         in_shardings=(replicated, {"x": rows}),
         out_shardings=(replicated, replicated),
-        compiler_options=cpu_convolutions_lib.compiler_options(cpu_convolutions) or None,
+        compiler_options=cpu_convolutions_lib.train_step_options(cpu_convolutions),
     )
     compiled, compile_s = compile_jitted(jitted, state, data)
     holder = {"state": state}

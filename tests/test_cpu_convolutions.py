@@ -52,6 +52,20 @@ def test_supported_answers_an_option_this_jaxlib_refuses():
     assert not cpu_convolutions.supported({"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
 
 
+def test_train_step_options_fall_back_to_the_default_when_refused(monkeypatch, caplog):
+    refused = {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"}
+    monkeypatch.setattr(cpu_convolutions, "compiler_options", lambda choice: refused)
+    with caplog.at_level("WARNING", logger="diffjax"):
+        assert cpu_convolutions.train_step_options("eigen") == {}
+    assert "keeps XLA's default convolutions" in caplog.text
+
+
+def test_train_step_options_are_the_compiler_options_when_taken():
+    options = cpu_convolutions.compiler_options("eigen")
+    assert cpu_convolutions.supported(options)  # this jaxlib (0.10) takes them
+    assert cpu_convolutions.train_step_options("eigen") == options
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the option acts on XLA:CPU alone")
 def test_eigen_convolutions_leave_ynnpack_and_agree_with_the_default():
     options = cpu_convolutions.compiler_options("eigen", "cpu")

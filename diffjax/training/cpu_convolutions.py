@@ -9,14 +9,19 @@ with YNNPACK, and its forward pass and input gradient at 190 against 175-180.
 
 The choice is a compile option of the train step (`jax.jit(..., compiler_options=...)`), not an `XLA_FLAGS`
 entry, so it acts on that program alone and a jaxlib that no longer knows the option is answered by
-`supported` instead of a crash at start-up. Accelerator backends ignore it.
+`supported` instead of a crash at start-up (`train_step_options` then keeps the default). Accelerator backends
+ignore it.
 """
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+log = logging.getLogger("diffjax")
 
 CHOICES = ("eigen", "default")
 # jaxlib 0.10's default YNNPACK fusion types (individual dots, individual convolutions, reductions) less the
@@ -61,3 +66,13 @@ def supported(options: dict[str, str]) -> bool:
     except jax.errors.JaxRuntimeError:
         return False
     return True
+
+
+def train_step_options(choice: str) -> dict[str, str]:
+    """`compiler_options(choice)` for the train step, or `{}` (XLA's default, with a logged warning) when this
+    jaxlib refuses them; the runner and the bench compile their train steps with it."""
+    options = compiler_options(choice)
+    if supported(options):
+        return options
+    log.warning("this jaxlib does not take %s; the train step keeps XLA's default convolutions", options)
+    return {}

@@ -213,11 +213,6 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
         log.info("resuming from step %d in %s", start, workdir)
 
     keep_labels = getattr(formulation.objective, "needs_labels", False)  # e.g. a noisy classifier's loss
-    compiler_options = cpu_convolutions.compiler_options(config.training.cpu_convolutions)
-    if not cpu_convolutions.supported(compiler_options):
-        log.warning("this jaxlib does not take %s; the train step keeps XLA's default convolutions",
-                    compiler_options)
-        compiler_options = {}
     step_fn = jax.jit(
         make_train_step(model, formulation.objective, optimizer, schedule, seed=config.seed,
                         ema_decay=ema_decay(config.training.ema_decay, config.training.ema_halflife_images,
@@ -229,7 +224,7 @@ def train(config: ConfigDict, workdir: str | pathlib.Path, *, force: bool = Fals
         in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
         donate_argnums=0,
-        compiler_options=compiler_options or None,
+        compiler_options=cpu_convolutions.train_step_options(config.training.cpu_convolutions),
     )
 
     writer = MetricWriter(workdir, enabled=is_main)
