@@ -8,6 +8,8 @@
 A config mistake prints one line and exits with code 2, before anything compiles; a non-finite loss
 exits with code 1; SIGTERM/SIGINT during training saves a checkpoint and exits with code 0. In a multi-process
 run, a peer that dies makes the others exit with code 1 and one line, without waiting on its barriers.
+Compiled programs are kept in `<workdir>/xla_cache` for the next run (`--compilation_cache`;
+`diffjax.training.compilation_cache`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--cpu_devices", default="auto",
                        help="CPU devices to split each batch over: 'auto' (for a U-Net one per core, up to 8, "
                             "dividing the batch, else 1; single-process CPU runs) or a count (1: one device)")
+        p.add_argument("--compilation_cache", default="workdir",
+                       help="where compiled programs are kept between runs: 'workdir' (<workdir>/xla_cache, "
+                            "unless JAX_COMPILATION_CACHE_DIR is set), a directory shared by runs, or 'off'")
         if name == "train":
             p.add_argument("--config", required=True, help="configs/<article>.py[:<scale>[,smoke]]")
             p.add_argument("--dry_run", action="store_true", help="validate and print the config, then stop")
@@ -109,6 +114,18 @@ def _configure_cpu_devices(args, config) -> None:
         raise ConfigError(str(e)) from None
 
 
+def _configure_compilation_cache(args) -> None:
+    """Points JAX's persistent compilation cache where `--compilation_cache` says, before anything compiles."""
+    from .training.compilation_cache import configure_compilation_cache
+
+    try:
+        configure_compilation_cache(args.compilation_cache, args.workdir)
+    except ValueError as e:
+        from .config import ConfigError
+
+        raise ConfigError(str(e)) from None
+
+
 def _lost_peer(error: BaseException) -> str | None:
     """One line describing a failed collective of a multi-process run (a peer died), else None."""
     import jax
@@ -136,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             config = apply_overrides(load_config(args.config), overrides)
             _configure_cpu_devices(args, config)
+            if not args.dry_run:  # before anything compiles: JAX decides once whether a process uses the cache
+                _configure_compilation_cache(args)
             from .experiment import validate
 
             validate(config)
@@ -156,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = load_run_config(args.workdir, overrides)
         _configure_cpu_devices(args, config)
+        _configure_compilation_cache(args)
         _init_distributed(args)
         if args.command == "sample":
             print(json.dumps(sample_and_evaluate(config, args.workdir, num_samples=args.num_samples), indent=2))
