@@ -51,22 +51,27 @@ def configure_compilation_cache(requested: str, workdir: str | os.PathLike) -> s
     written to; with `"workdir"` the cache is then off instead, and the run reports its unwritable workdir.
     """
     path = cache_dir(requested, workdir)
-    if path is None:
+    blocker = None if path is None else _unwritable_ancestor(path)
+    if blocker is not None and requested != "workdir":
+        raise ValueError(
+            f"--compilation_cache: cannot write to {path} ({blocker} is not a writable directory); give a "
+            "writable directory, or 'off'"
+        )
+    if path is None or blocker is not None:  # off, or an unwritable workdir, which the run reports in its own words
         jax.config.update("jax_enable_compilation_cache", False)
         return None
-    if "://" not in path:  # JAX makes the directory at the first compile; check now that it will be able to
-        existing = pathlib.Path(path).absolute()
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            if requested == "workdir":  # the run itself reports an unwritable workdir, in its own words
-                jax.config.update("jax_enable_compilation_cache", False)
-                return None
-            raise ValueError(
-                f"--compilation_cache: cannot write to {path} ({existing} is not a writable directory); give a "
-                "writable directory, or 'off'"
-            )
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", path)
     log.info("compilation cache: %s", path)
     return path
+
+
+def _unwritable_ancestor(path: str) -> pathlib.Path | None:
+    """For a local `path`, its nearest existing ancestor (or itself) if that is not a writable directory, else
+    None: JAX makes the cache directory at the first compile, and this says now whether it will be able to."""
+    if "://" in path:
+        return None
+    existing = pathlib.Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return None if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) else existing
