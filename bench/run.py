@@ -45,7 +45,13 @@ def train_section(args, peer) -> list[dict]:
     rows = []
     for name, batches in (("digits", args.digits_batches), ("cifar10", args.cifar_batches)):
         for batch in batches:
-            workload = workloads.train_step(name, batch, quick=args.quick, cpu_convolutions=args.cpu_convolutions)
+            workload = workloads.train_step(
+                name,
+                batch,
+                quick=args.quick,
+                cpu_convolutions=args.cpu_convolutions,
+                model_overrides={"dtype": args.dtype},
+            )
             contenders = {"diffjax": _seconds(workload, args.repeats)}
             request = None
             if peer is not None:
@@ -63,6 +69,7 @@ def train_section(args, peer) -> list[dict]:
             row = {
                 "unet": name,
                 "batch": batch,
+                "dtype": args.dtype,
                 "compile_s": workload.compile_s,
                 "s_per_step": seconds,
                 "img_per_s": batch / seconds,
@@ -203,6 +210,7 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": str(jax.devices()),
+        "device_kind": jax.devices()[0].device_kind,
         "cpu_devices": args.cpu_devices,
         "cpu_convolutions": args.cpu_convolutions,
         "machine": platform.processor() or platform.machine(),
@@ -237,6 +245,7 @@ def main(argv=None) -> dict:
 
 
 SECTIONS = ("train", "samplers", "nfe", "likelihood", "levers")
+DTYPES = ("float32", "bfloat16")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -271,6 +280,12 @@ def parse_args(argv=None):
         help="the peak TFLOP/s of all the devices a step runs on, for the MFU column (e.g. 790 for one H200 in bf16)",
     )
     parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=DTYPES,
+        help="the train steps' compute dtype (the U-Nets' `dtype`): bfloat16 is mixed precision, for accelerators",
+    )
+    parser.add_argument(
         "--compilation_cache",
         type=pathlib.Path,
         default=None,
@@ -291,6 +306,8 @@ def parse_args(argv=None):
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    if args.dtype != "float32" and args.peers is not None:
+        parser.error(f"--dtype {args.dtype} times diffjax alone (the peers run float32); drop --peers or the dtype")
     quick = args.quick
     defaults = dict(
         passes=1 if quick else 3,

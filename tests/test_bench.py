@@ -100,3 +100,22 @@ def test_quick_bench_with_peers(bench, tmp_path):
     assert train["peer"]["params"] == train["params"]
     assert all(_finite_positive(r["peer"]["ms_per_step"]) for r in results["samplers"]["rows"])
     assert "diffusers img/s" in (tmp_path / "results.md").read_text()
+
+
+def test_bfloat16_with_peers_is_refused_in_one_line(bench, capsys):
+    """The peers run float32, so a bfloat16 ratio would mislead: refused before anything compiles."""
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--dtype", "bfloat16", "--peers", str(PEERS_PYTHON)])
+    assert exit_info.value.code == 2
+    assert "--dtype bfloat16 times diffjax alone (the peers run float32)" in capsys.readouterr().err
+    assert bench.parse_args(["--dtype", "bfloat16"]).dtype == "bfloat16"
+
+
+@pytest.mark.slow
+def test_quick_bfloat16_train_step(bench, tmp_path):
+    """`--dtype bfloat16` (for the MFU on accelerators) builds the U-Net in mixed precision: same parameters."""
+    results = bench.main(["--quick", "--out", str(tmp_path), "--sections", "train", "--dtype", "bfloat16"])
+    (train,) = results["train"]
+    assert train["dtype"] == "bfloat16" and _finite_positive(train["img_per_s"])
+    assert train["params"] == _count_params(bench.workloads.TINY_UNET, (8, 8, 1))  # float32 weights, as before
+    assert "| digits |" in (tmp_path / "results.md").read_text() and "bfloat16" in (tmp_path / "results.md").read_text()
