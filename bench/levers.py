@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import flax.linen as nn
 import jax
@@ -340,6 +341,45 @@ def train_levers(quick: bool, passes: int) -> list[dict]:
     ]
 
 
+def train_loop_levers(quick: bool, passes: int) -> list[dict]:
+    """The demo's train loop with its host work (`workloads.demo_train_loop`): several train steps per jitted call
+    (a `lax.scan` over 4 stacked batches) against one, and the train state donated to the step against copied
+    (time per step, and XLA's peak buffer size)."""
+    loops = {
+        "one per call": workloads.demo_train_loop(1, quick=quick),
+        "4 per call": workloads.demo_train_loop(4, quick=quick),
+        "copied": workloads.demo_train_loop(1, donate=False, quick=quick),
+    }
+    steps_per_pass = 8 if quick else 48
+
+    def per_step(loop):
+        calls = int(steps_per_pass // loop.units)
+
+        def seconds_per_step():  # as the runner: the next call is dispatched before the last one is waited for
+            start, metrics = time.perf_counter(), None
+            for _ in range(calls):
+                previous, metrics = metrics, loop.run()
+                jax.block_until_ready(previous)
+            jax.block_until_ready(metrics)
+            return (time.perf_counter() - start) / (calls * loop.units)
+
+        return seconds_per_step
+
+    times = interleave({name: per_step(loop) for name, loop in loops.items()}, passes)
+    ms = {name: 1e3 * median(v) for name, v in times.items()}
+    batch = loops["one per call"].info["batch"]
+    label = f"demo train loop (configs/ddpm.py:digits,cpu, MLP, batch {batch}), host work included"
+    peak = {name: loop.info["memory"].get("peak_mib") for name, loop in loops.items()}
+    return [
+        _row("several train steps per jitted call (lax.scan)", label, "one per call", ms["one per call"],
+             "4 per call", ms["4 per call"], "ms/step"),
+        _row("buffer donation of the train state", label, "copied", ms["copied"], "donated", ms["one per call"],
+             "ms/step"),
+        _row("buffer donation of the train state: XLA peak", label, "copied", peak["copied"], "donated",
+             peak["one per call"], "MiB"),
+    ]
+
+
 def host_overhead_lever(quick: bool, passes: int) -> list[dict]:
     """The host's share of one `dj.sample` call: `sampler.validate` (its checks pull small arrays from the
     device) against a whole 10-step DDIM call on a tiny batch."""
@@ -452,9 +492,10 @@ LEVERS = (
     group_norm_lever,
     layout_lever,
     train_levers,
+    train_loop_levers,
     process_levers,
 )
-QUICK_LEVERS = (noise_levers, host_loop_lever, host_overhead_lever, group_norm_lever, layout_lever)
+QUICK_LEVERS = (noise_levers, host_loop_lever, host_overhead_lever, group_norm_lever, layout_lever, train_loop_levers)
 
 
 def run(quick: bool = False, passes: int = 3) -> list[dict]:

@@ -16,7 +16,7 @@ import numpy as np
 
 import diffjax as dj
 from diffjax.config import load_config
-from diffjax.experiment import model_fn
+from diffjax.experiment import model_fn, validate
 from diffjax.models import PRESETS, build_model, count_params
 from diffjax.training import cpu_convolutions as cpu_convolutions_lib
 from diffjax.training import mesh as mesh_lib
@@ -117,6 +117,48 @@ def train_step(
         "memory": memory(compiled),
     }
     return Workload(f"train {name} b{batch}", run, units=batch, compile_s=compile_s, info=info)
+
+
+def demo_train_loop(steps_per_call: int = 1, *, donate: bool = True, quick: bool = False) -> Workload:
+    """The train loop of `make demo` (`configs/ddpm.py:digits,cpu`: the residual MLP on digits, batch 128, one
+    device, as the CLI runs it) with the host's work included: each `run()` takes the next `steps_per_call`
+    batches from the dataset, puts them on the device and runs that many train steps in one jitted call, a
+    `lax.scan` over the stacked batches when there are several. `donate=False` compiles the step without
+    donating the state. `units` is `steps_per_call`, so rates are steps per second. Quick runs shrink the MLP.
+    """
+    config = load_config(f"{ROOT / 'configs' / 'ddpm.py'}:digits,cpu")
+    if quick:
+        config.model.update(hidden=16, depth=1)
+        config.training.batch_size = 8
+    formulation, dataset, model = validate(config)
+    batch = int(config.training.batch_size)
+    optimizer, schedule = build_optimizer(config.optimizer, int(config.training.num_steps))
+    step = make_train_step(model, formulation.objective, optimizer, schedule, seed=0, ema_decay=0.999)
+    device = jax.devices()[0]
+
+    def several_steps(state, batches):
+        return jax.lax.scan(step, state, batches)
+
+    jitted = jax.jit(step if steps_per_call == 1 else several_steps, donate_argnums=0 if donate else ())
+    example = jnp.zeros((1, *dataset.data_shape))
+    state = jax.device_put(init_state(model, optimizer, jax.random.key(0), example, jnp.ones((1,), jnp.int32)), device)
+    counter = itertools.count()
+
+    def next_batches():
+        xs = [dataset.batch(next(counter), batch, seed=0)["x"] for _ in range(steps_per_call)]
+        return {"x": jax.device_put(xs[0] if steps_per_call == 1 else np.stack(xs), device)}
+
+    compiled, compile_s = compile_jitted(jitted, state, next_batches())
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], next_batches())
+        return metrics
+
+    info = {"batch": batch, "steps_per_call": steps_per_call, "donate": donate, "memory": memory(compiled)}
+    return Workload(
+        f"demo train loop, {steps_per_call} per call", run, units=steps_per_call, compile_s=compile_s, info=info
+    )
 
 
 # ---- sampler loops -------------------------------------------------------------------------------------------

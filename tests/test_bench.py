@@ -84,6 +84,9 @@ def test_quick_likelihood_and_levers(bench, tmp_path):
     assert likelihood["nfe"] > 0 and _finite_positive(likelihood["s_per_example"])
     levers = {r["lever"] for r in results["levers"]}
     assert {"sampler noise", "whole-loop jit", "GroupNorm", "convolution layout"} <= levers
+    assert {"several train steps per jitted call (lax.scan)", "buffer donation of the train state"} <= levers
+    (peak,) = [r for r in results["levers"] if r["lever"] == "buffer donation of the train state: XLA peak"]
+    assert peak["after"] < peak["before"]  # a donated state is not held twice
     assert all(_finite_positive(r["before"]) and _finite_positive(r["after"]) for r in results["levers"])
     assert "## Speed levers" in (tmp_path / "results.md").read_text()
 
