@@ -22,7 +22,7 @@ from diffjax.training import cpu_convolutions as cpu_convolutions_lib
 from diffjax.training import mesh as mesh_lib
 from diffjax.training.host_devices import auto_device_count
 from diffjax.training.optimizer import build_optimizer
-from diffjax.training.state import init_state
+from diffjax.training.state import ema_decay, init_state
 from diffjax.training.step import make_train_step
 
 from .timing import Workload, compile_jitted, flops, memory, timed
@@ -133,7 +133,8 @@ def demo_train_loop(steps_per_call: int = 1, *, donate: bool = True, quick: bool
     formulation, dataset, model = validate(config)
     batch = int(config.training.batch_size)
     optimizer, schedule = build_optimizer(config.optimizer, int(config.training.num_steps))
-    step = make_train_step(model, formulation.objective, optimizer, schedule, seed=0, ema_decay=0.999)
+    decay = ema_decay(config.training.ema_decay, config.training.ema_halflife_images, batch)
+    step = make_train_step(model, formulation.objective, optimizer, schedule, seed=0, ema_decay=decay)
     device = jax.devices()[0]
 
     def several_steps(state, batches):
