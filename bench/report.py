@@ -16,7 +16,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def train_line(row: dict) -> str:
     text = (
-        f"train {row['unet']} b{row['batch']} {row.get('dtype', 'float32')}: {row['img_per_s']:.1f} img/s "
+        f"train {row['unet']} b{row['batch']} {row['dtype']}: {row['img_per_s']:.1f} img/s "
         f"(compile {row['compile_s']:.1f} s, "
         f"spread ±{100 * row['spread']:.0f}%)"
     )
@@ -33,8 +33,9 @@ def sampler_line(row: dict) -> str:
 
 
 def train_table(rows: list[dict], with_peer: bool) -> list[str]:
-    header = ["U-Net", "params", "batch", "dtype", "compile s", "diffjax img/s", "GFLOP/step (XLA)", "MFU"]
-    header += ["XLA peak MiB"]
+    header = [
+        "U-Net", "params", "batch", "dtype", "compile s", "diffjax img/s", "GFLOP/step (XLA)", "MFU", "XLA peak MiB"
+    ]
     if with_peer:
         header[1] = "params (diffjax / diffusers)"
         header += ["diffusers img/s", "diffjax / diffusers"]
@@ -46,7 +47,7 @@ def train_table(rows: list[dict], with_peer: bool) -> list[str]:
             r["unet"],
             params,
             r["batch"],
-            r.get("dtype", "float32"),
+            r["dtype"],
             _f(r["compile_s"], 1),
             _f(r["img_per_s"], 1),
             _f(gflop, 1),
@@ -129,7 +130,7 @@ def markdown(results: dict) -> str:
         "# diffjax bench",
         "",
         f"jax {results['jax']} on {results['backend']} ("
-        + (f"{results['device_kind']}; " if results.get("device_kind") and results["backend"] != "cpu" else "")
+        + (f"{results['device_kind']}; " if results["backend"] != "cpu" else "")
         + f"{results['cpu_count']} CPUs)"
         + (
             f"; peers: torch {results['peers']['torch']}, diffusers {results['peers']['diffusers']}, "
